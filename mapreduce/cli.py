@@ -1,0 +1,57 @@
+"""The ``mr`` command group: parses arguments, sets up logging, turns expected errors into one line.
+
+Each package registers its own subcommands (``storage.commands`` for cat/ls/compress);
+this module only wires them together. Exit status: 0 success, 1 a failure while
+working (e.g. damaged data), 2 bad usage or configuration found before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from storage import commands as storage_commands
+from storage.errors import LayoutError, SchemaError, StorageError
+
+from . import __version__
+
+log = logging.getLogger("mr")
+
+CONFIGURATION_ERRORS = (SchemaError, LayoutError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mr", description="Store, convert and analyse browser telemetry pings.",
+        epilog="Run 'mr COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more detail (repeat for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    storage_commands.add_commands(commands)
+    return parser
+
+
+def set_up_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("mr: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    set_up_logging(args.verbose, args.quiet)
+    try:
+        return args.run(args)
+    except CONFIGURATION_ERRORS as e:
+        log.error("%s", e)
+        return 2
+    except (StorageError, OSError) as e:
+        log.error("%s", e)
+        return 1
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130

@@ -1,0 +1,21 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="telemetry-mr",
+    version="0.1.0",
+    description="Store, convert and MapReduce browser telemetry pings on one machine or a few",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MPL-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["storage", "storage.*", "mapreduce", "mapreduce.*"]),
+    package_data={"storage": ["telemetry_schema.json"]},
+    install_requires=[
+        "lz4>=4.0",
+        "simplejson>=3.19",
+        "boto3>=1.28",
+        "multiprocessing-logging>=0.3.4",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["mr = mapreduce.cli:main"]},
+)

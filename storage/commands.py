@@ -1,0 +1,137 @@
+"""``mr cat``, ``mr ls`` and ``mr compress``: looking at and tidying stored data by hand."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections import defaultdict
+from typing import Iterable
+
+from .codecs import COMPRESSORS
+from .compressor import compress_pending
+from .errors import CorruptFileError, SchemaError
+from .finder import StoredFile, find_files
+from .reader import RecordReader
+from .schema import Schema
+
+log = logging.getLogger(__name__)
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register the storage commands on the ``mr`` command group."""
+    cat = commands.add_parser(
+        "cat", help="print the records of stored files",
+        description="Print the records of stored files (any codec) as uuid<TAB>json lines.",
+        epilog="example: mr cat data/saved_session/Firefox/nightly/22.0a1/*.lzma | head -1")
+    cat.add_argument("files", nargs="+", metavar="FILE", help=".log, .lzma, .xz, .lz4 or .gz files")
+    cat.set_defaults(run=run_cat)
+
+    ls = commands.add_parser(
+        "ls", help="list the stored files a filter selects",
+        description="List the stored files a filter selects, with their dimensions and sizes, "
+                    "then a total.",
+        epilog="example: mr ls --data-dir data --input-filter nightly.json --partitions")
+    add_selection_arguments(ls)
+    ls.add_argument("--partitions", action="store_true",
+                    help="one line per directory (partition) instead of per file")
+    ls.set_defaults(run=run_ls)
+
+    compress = commands.add_parser(
+        "compress", help="compress rotated logs that are waiting",
+        description="Compress every pending (rotated) log under a storage directory and remove the "
+                    "pending copy once the compressed file is complete. Safe to re-run after a crash.",
+        epilog="example: mr compress --storage data --codec lz4 --workers 2")
+    compress.add_argument("--storage", required=True, type=existing_dir, metavar="DIR")
+    compress.add_argument("--codec", choices=sorted(COMPRESSORS), default="lzma",
+                          help="lzma (LZMA-alone, preset 0, as in production; default) or faster-reading lz4")
+    compress.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                          help="processes to compress with (default: number of cores)")
+    compress.set_defaults(run=run_compress)
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-d/--data-dir`` and ``-f/--input-filter``, shared by every command that selects files."""
+    parser.add_argument("-d", "--data-dir", required=True, type=existing_dir, metavar="DIR",
+                        help="root of the storage layout")
+    parser.add_argument("-f", "--input-filter", type=schema_file, metavar="FILE",
+                        help="a schema-format filter (default: every file)")
+
+
+def existing_dir(value: str) -> str:
+    if not os.path.isdir(value):
+        raise argparse.ArgumentTypeError(f"{value}: no such directory")
+    return value
+
+
+def schema_file(value: str) -> Schema:
+    try:
+        return Schema.load(value)
+    except SchemaError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def run_cat(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    failed = 0
+    try:
+        for path in args.files:
+            try:
+                for uuid, payload in RecordReader(path):
+                    out.write(f"{uuid}\t{payload}\n".encode("utf-8"))
+            except (CorruptFileError, OSError) as e:
+                if isinstance(e, BrokenPipeError):
+                    raise
+                out.flush()
+                log.error("%s", e)
+                failed += 1
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, and keep the
+        # interpreter's final flush from complaining about the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 1 if failed else 0
+
+
+def run_ls(args: argparse.Namespace) -> int:
+    files = find_files(args.data_dir, args.input_filter)
+    rows = _partition_rows(files) if args.partitions else _file_rows(files)
+    for row in rows:
+        print("\t".join(row))
+    total = sum(f.size for f in files)
+    print(f"total: {len(files)} files, {total} bytes ({format_bytes(total)})")
+    return 0
+
+
+def run_compress(args: argparse.Namespace) -> int:
+    stats = compress_pending(args.storage, args.codec, args.workers)
+    print(f"compressed {stats.files} logs: {format_bytes(stats.raw_bytes)} -> "
+          f"{format_bytes(stats.compressed_bytes)}")
+    return 0
+
+
+def _file_rows(files: Iterable[StoredFile]) -> Iterable[tuple[str, ...]]:
+    for f in files:
+        yield f.path, "/".join(f.dimensions), str(f.size)
+
+
+def _partition_rows(files: Iterable[StoredFile]) -> Iterable[tuple[str, ...]]:
+    groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for f in files:
+        group = groups[os.path.dirname(f.path)]
+        group[0] += 1
+        group[1] += f.size
+    for directory, (count, size) in sorted(groups.items()):
+        yield directory, f"{count} files", str(size)
+
+
+def format_bytes(size: float) -> str:
+    """A size for people: 1.5 MB, 312 bytes."""
+    units = ("bytes", "kB", "MB", "GB", "TB")
+    exponent = 0
+    while size >= 1000 and exponent < len(units) - 1:
+        size /= 1000
+        exponent += 1
+    return f"{size:.0f} bytes" if exponent == 0 else f"{size:.1f} {units[exponent]}"

@@ -1,0 +1,163 @@
+"""The streaming reader: every codec, malformed lines, damaged files, and bounded memory."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import subprocess
+import tracemalloc
+
+import pytest
+
+from storage import CodecError, CorruptFileError, RecordReader, dimensions_from_path, read_records
+from storage.codecs import CODECS, GZIP, LZ4, LZMA, PLAIN, XZ
+
+from .conftest import REAL_DIMENSIONS, REAL_PING, REAL_STORE, REAL_UUID
+
+RECORDS = [(f"id-{i}", f'{{"i":{i},"text":"{"é" * (i % 7)}"}}') for i in range(500)]
+
+
+def name_for(codec) -> str:
+    return "1.2.v1.log" if codec.suffix == ".log" else f"1.2.v1.log.x{codec.suffix}"
+
+
+def write_file(path, codec, lines: bytes) -> str:
+    with open(path, "wb") as raw, codec.open_write(raw) as out:
+        out.write(lines)
+    return str(path)
+
+
+def encoded(records) -> bytes:
+    return "".join(f"{u}\t{p}\n" for u, p in records).encode("utf-8")
+
+
+def test_real_ping_reads_back_with_its_uuid_and_dimensions():
+    reader = RecordReader(str(REAL_PING), dimensions_from_path(str(REAL_STORE), str(REAL_PING), levels=6))
+    [(uuid, payload)] = list(reader)
+    assert uuid == REAL_UUID
+    assert reader.dimensions == REAL_DIMENSIONS
+    assert payload.startswith('{"info": {') and '"appBuildID": "20130226031002"' in payload
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
+def test_every_codec_round_trips(tmp_path, codec):
+    path = write_file(tmp_path / name_for(codec), codec, encoded(RECORDS))
+    reader = RecordReader(path)
+    assert list(reader) == RECORDS
+    assert reader.records == 500 and reader.bad_lines == 0
+    assert reader.uncompressed_bytes == len(encoded(RECORDS))
+    assert reader.compressed_bytes == os.path.getsize(path)
+
+
+@pytest.mark.parametrize("command, suffix", [(["xz", "--format=lzma", "-0"], ".lzma"), (["xz", "-0"], ".xz"),
+                                             (["lz4"], ".lz4"), (["gzip"], ".gz")])
+def test_files_made_by_the_standard_tools_are_read(tmp_path, command, suffix):
+    plain = tmp_path / "1.2.v1.log"
+    plain.write_bytes(encoded(RECORDS))
+    made = tmp_path / f"1.2.v1.log.x{suffix}"
+    with open(made, "wb") as out:
+        subprocess.run(command + ["-c", str(plain)], stdout=out, check=True)
+    assert list(read_records(str(made))) == RECORDS
+
+
+def test_concatenated_gzip_members_are_all_read(tmp_path):
+    path = tmp_path / "1.2.v1.log.gz"
+    path.write_bytes(gzip.compress(encoded(RECORDS[:10])) + gzip.compress(encoded(RECORDS[10:20])))
+    assert list(read_records(str(path))) == RECORDS[:20]
+
+
+def test_malformed_lines_are_counted_reported_with_line_numbers_and_skipped(tmp_path, caplog):
+    content = b"a\t{}\nno tab here\n\nb\t{}\n\xff\xfe\t{}\nc\t{}\n"
+    path = write_file(tmp_path / "1.2.v1.log.lz4", LZ4, content)
+    with caplog.at_level(logging.WARNING):
+        reader = RecordReader(path)
+        assert [u for u, _ in reader] == ["a", "b", "c"]
+    assert reader.bad_lines == 3 and reader.lines == 6
+    assert f"{path}:2: malformed line (no tab)" in caplog.text
+    assert f"{path}:3: malformed line (empty line)" in caplog.text
+    assert f"{path}:5: malformed line (not UTF-8" in caplog.text
+
+
+def test_only_the_first_bad_lines_are_logged_but_all_are_counted(tmp_path, caplog):
+    path = write_file(tmp_path / "1.2.v1.log", PLAIN, b"bad\n" * 100 + b"a\t{}\n")
+    with caplog.at_level(logging.WARNING):
+        reader = RecordReader(path)
+        assert len(list(reader)) == 1
+    assert reader.bad_lines == 100
+    assert caplog.text.count("malformed line (") == 5
+    assert "100 malformed lines in all" in caplog.text
+
+
+def test_last_line_without_newline_is_delivered(tmp_path):
+    path = write_file(tmp_path / "1.2.v1.log.xz", XZ, b"a\t{}\nb\t{}")
+    assert [u for u, _ in read_records(path)] == ["a", "b"]
+
+
+@pytest.mark.parametrize("codec", [LZMA, XZ, LZ4, GZIP], ids=lambda c: c.name)
+def test_truncated_file_delivers_the_records_before_the_damage_then_names_it(tmp_path, codec):
+    many = [(f"id-{i}", os.urandom(200).hex()) for i in range(3000)]  # incompressible: damage lands mid-file
+    path = write_file(tmp_path / f"1.2.v1.log.x{codec.suffix}", codec, encoded(many))
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    delivered = []
+    with pytest.raises(CorruptFileError) as error:
+        for record in RecordReader(path):
+            delivered.append(record)
+    assert 1400 < len(delivered) < 3000  # about half the file decodes: all of it is delivered
+    assert delivered == many[: len(delivered)]
+    assert error.value.records_read == len(delivered)
+    assert str(error.value).startswith(f"{path}: damaged after {len(delivered)} records")
+
+
+@pytest.mark.parametrize("codec", [LZMA, XZ, LZ4, GZIP], ids=lambda c: c.name)
+def test_corrupt_bytes_raise_an_error_naming_the_file(tmp_path, codec):
+    many = [(f"id-{i}", os.urandom(200).hex()) for i in range(3000)]
+    path = write_file(tmp_path / f"1.2.v1.log.x{codec.suffix}", codec, encoded(many))
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        f.write(b"\x00" * 64)
+    delivered = []
+    with pytest.raises(CorruptFileError) as error:
+        for record in RecordReader(path):
+            delivered.append(record)
+    assert error.value.path == path
+    assert error.value.records_read == len(delivered)
+    if codec is LZ4:  # block checksums: nothing garbled gets through
+        assert delivered == many[: len(delivered)]
+
+
+def test_empty_compressed_file_is_damaged(tmp_path):
+    path = tmp_path / "1.2.v1.log.x.lzma"
+    path.write_bytes(b"")
+    with pytest.raises(CorruptFileError, match="damaged after 0 records"):
+        list(read_records(str(path)))
+
+
+@pytest.mark.parametrize("real, named", [(LZ4, ".lzma"), (LZMA, ".log"), (GZIP, ".xz"), (XZ, ".gz")],
+                         ids=["lz4-as-lzma", "lzma-as-log", "gzip-as-xz", "xz-as-gz"])
+def test_a_mislabelled_file_is_refused_with_advice(tmp_path, real, named):
+    path = write_file(tmp_path / f"1.2.v1.log.x{named}", real, encoded(RECORDS))
+    with pytest.raises(CodecError, match=f"content looks like {real.name}; rename"):
+        list(read_records(path))
+
+
+def test_a_name_without_a_record_suffix_is_refused(tmp_path):
+    with pytest.raises(CodecError, match="not a record file"):
+        RecordReader(str(tmp_path / "1.2.v1.log.abc.compressme"))
+
+
+def test_memory_stays_bounded_on_a_large_file(tmp_path):
+    line = b"x" * 2000
+    path = tmp_path / "1.2.v1.log.x.lz4"
+    with open(path, "wb") as raw, LZ4.open_write(raw) as out:
+        for i in range(25_000):  # 50 MB uncompressed
+            out.write(b"id-%d\t%s\n" % (i, line))
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in read_records(str(path)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 25_000
+    assert peak < 8_000_000

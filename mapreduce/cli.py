@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from storage import commands as storage_commands
+from storage.allocator import keep_freed_memory
 from storage.errors import LayoutError, SchemaError, StorageError
 
 from . import __version__
@@ -44,6 +45,7 @@ def set_up_logging(verbose: int, quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_up_logging(args.verbose, args.quiet)
+    keep_freed_memory()
     try:
         return args.run(args)
     except CONFIGURATION_ERRORS as e:

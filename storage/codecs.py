@@ -9,14 +9,17 @@ from __future__ import annotations
 import gzip
 import lzma
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 import lz4.frame
 
 from .errors import CodecError
 
 MAGIC_LENGTH = 6
+INPUT_BLOCK = 256 << 10
+"""Compressed bytes handed to a decompressor at a time: large blocks keep per-call cost negligible."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,27 @@ class Codec:
     open_write: Callable[[BinaryIO], BinaryIO]
     looks_like: Callable[[bytes], bool]
     damage_errors: tuple[type[BaseException], ...]
-    """Exceptions the reading file object raises on truncated or corrupt data."""
+    """Exceptions reading raises on truncated or corrupt data."""
+    decompressor: Callable[[], Any] | None = None
+    """A streaming decompressor (lzma/lz4 style: needs_input, eof, unused_data), if the codec has one."""
+
+    @contextmanager
+    def reading(self, raw: BinaryIO) -> Iterator[BinaryIO]:
+        """A decompressing file object over ``raw``, closed afterwards (``raw`` itself is left open)."""
+        stream = self.open_read(raw)
+        try:
+            yield stream
+        finally:
+            if stream is not raw:
+                stream.close()
+
+    def chunks(self, raw: BinaryIO, size: int) -> Iterator[bytes]:
+        """Decompressed data from ``raw`` in pieces of at most ``size`` bytes."""
+        if self.decompressor is None:
+            with self.reading(raw) as stream:
+                yield from iter(lambda: stream.read(size), b"")
+        else:
+            yield from _decompress(raw, self.decompressor, size)
 
     def __reduce__(self):
         # Codecs travel to worker processes by name; their functions are not picklable.
@@ -61,6 +84,7 @@ LZMA = Codec(
     open_write=lambda f: lzma.LZMAFile(f, "wb", format=lzma.FORMAT_ALONE, preset=0),
     looks_like=_looks_like_lzma_alone,
     damage_errors=_LZMA_ERRORS,
+    decompressor=lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE),
 )
 XZ = Codec(
     "xz", ".xz",
@@ -68,6 +92,7 @@ XZ = Codec(
     open_write=lambda f: lzma.LZMAFile(f, "wb", format=lzma.FORMAT_XZ, preset=0),
     looks_like=lambda head: head.startswith(_XZ_MAGIC),
     damage_errors=_LZMA_ERRORS,
+    decompressor=lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ),
 )
 LZ4 = Codec(
     "lz4", ".lz4",
@@ -77,6 +102,7 @@ LZ4 = Codec(
     looks_like=lambda head: head.startswith(_LZ4_MAGIC),
     # The binding reports a bad checksum or block as RuntimeError.
     damage_errors=(EOFError, RuntimeError),
+    decompressor=lz4.frame.LZ4FrameDecompressor,
 )
 GZIP = Codec(
     "gzip", ".gz",
@@ -102,6 +128,27 @@ _BY_SUFFIX = {c.suffix: c for c in CODECS}
 
 def codec_named(name: str) -> Codec:
     return next(c for c in CODECS if c.name == name)
+
+
+def _decompress(raw: BinaryIO, new_decompressor: Callable[[], Any], size: int) -> Iterator[bytes]:
+    """Drive a streaming decompressor over ``raw``; concatenated streams/frames are read in turn."""
+    decompressor = new_decompressor()
+    data = raw.read(INPUT_BLOCK)
+    while True:
+        chunk = decompressor.decompress(data, size)
+        if chunk:
+            yield chunk
+        if decompressor.eof:
+            data = decompressor.unused_data or raw.read(INPUT_BLOCK)
+            if not data:
+                return
+            decompressor = new_decompressor()
+        elif decompressor.needs_input:
+            data = raw.read(INPUT_BLOCK)
+            if not data:
+                raise EOFError("compressed data ends before the end-of-stream marker")
+        else:
+            data = b""
 
 
 def codec_for_name(file_name: str) -> Codec | None:

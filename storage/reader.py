@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import contextmanager
 from typing import BinaryIO, Iterator, Sequence
 
 from .codecs import MAGIC_LENGTH, Codec, check_magic, codec_for_name
@@ -60,59 +59,78 @@ class RecordReader:
             raw.seek(0)
             self._raw = raw
             try:
-                with _closing(self.codec.open_read(raw), raw) as stream:
-                    yield from self._records(self._lines(stream))
+                yield from self._records(self._chunks(raw))
             finally:
                 self._consumed = raw.tell()
                 self._raw = None
 
-    def _lines(self, stream: BinaryIO) -> Iterator[bytes]:
-        rest = b""
-        read = stream.read
+    def _chunks(self, raw: BinaryIO) -> Iterator[bytes]:
         try:
-            while chunk := read(CHUNK_SIZE):
+            for chunk in self.codec.chunks(raw, CHUNK_SIZE):
                 self.uncompressed_bytes += len(chunk)
-                lines = (rest + chunk).split(b"\n")
-                rest = lines.pop()
-                yield from lines
+                yield chunk
         except self.codec.damage_errors as e:
-            yield from self._salvage(rest, e)
-        if rest:
-            yield rest  # last line without a newline
+            yield from self._salvage(e)
 
-    def _salvage(self, rest: bytes, damage: BaseException) -> Iterator[bytes]:
-        """Deliver the complete lines the failed chunk held before the damage, then raise.
+    def _salvage(self, damage: BaseException) -> Iterator[bytes]:
+        """Deliver what the failed read decoded before the damage, then raise.
 
         A failed large read loses everything it decoded, so decode the file
         again, skip what was delivered, and creep up to the damage in small
-        steps. Only damaged files pay for this.
+        steps. Only damaged files pay for this; the partial line just before
+        the damage is dropped with the rest.
         """
-        with open(self.path, "rb") as raw, _closing(self.codec.open_read(raw), raw) as stream:
+        with open(self.path, "rb") as raw, self.codec.reading(raw) as stream:
             try:
                 _skip(stream, self.uncompressed_bytes)
                 while piece := stream.read(SALVAGE_STEP):
                     self.uncompressed_bytes += len(piece)
-                    *lines, rest = (rest + piece).split(b"\n")
-                    yield from lines
+                    yield piece
             except self.codec.damage_errors:
-                pass  # the partial line before the damage is dropped with the rest
+                pass
         raise CorruptFileError(self.path, self.records, str(damage) or type(damage).__name__)
 
-    def _records(self, lines: Iterator[bytes]) -> Iterator[Record]:
-        for line in lines:
-            self.lines += 1
-            try:
-                uuid, tab, payload = line.decode("utf-8").partition("\t")
-            except UnicodeDecodeError as e:
-                self._bad_line(f"not UTF-8 ({e.reason} at byte {e.start})")
+    def _records(self, chunks: Iterator[bytes]) -> Iterator[Record]:
+        """Cut chunks into records, decoding each field straight out of the chunk (one copy)."""
+        partial: list[bytes] = []  # the start of a line that continues in the next chunk
+        for chunk in chunks:
+            last = chunk.rfind(b"\n")
+            if last < 0:
+                partial.append(chunk)
                 continue
-            if not tab or not uuid:
-                self._bad_line("no tab" if line else "empty line")
-                continue
-            self.records += 1
-            yield uuid, payload
+            start = 0
+            if partial:
+                first = chunk.find(b"\n") + 1
+                joined = b"".join(partial) + chunk[:first]
+                yield from self._parse(joined, 0, len(joined))
+                start = first
+            yield from self._parse(chunk, start, last + 1)
+            partial = [chunk[last + 1:]] if last + 1 < len(chunk) else []
+        if partial:  # a last line without a newline
+            tail = b"".join(partial) + b"\n"
+            yield from self._parse(tail, 0, len(tail))
         if self.bad_lines > REPORTED_BAD_LINES:
             log.warning("%s: %d malformed lines in all, skipped", self.path, self.bad_lines)
+
+    def _parse(self, data: bytes, position: int, stop: int) -> Iterator[Record]:
+        """The records of ``data[position:stop]``, whole lines each ending in a newline."""
+        view = memoryview(data)
+        find = data.find
+        while position < stop:
+            newline = find(b"\n", position, stop)
+            tab = find(b"\t", position, newline)
+            self.lines += 1
+            if tab <= position:
+                self._bad_line("empty line" if newline == position else "no tab" if tab < 0 else "empty id")
+            else:
+                try:
+                    record = str(view[position:tab], "utf-8"), str(view[tab + 1:newline], "utf-8")
+                except UnicodeDecodeError as e:
+                    self._bad_line(f"not UTF-8: {e.reason}")
+                else:
+                    self.records += 1
+                    yield record
+            position = newline + 1
 
     def _bad_line(self, reason: str) -> None:
         self.bad_lines += 1
@@ -120,23 +138,12 @@ class RecordReader:
             log.warning("%s:%d: malformed line (%s), expected uuid<TAB>json; skipped",
                         self.path, self.lines, reason)
 
-
 def _skip(stream: BinaryIO, count: int) -> None:
     while count > 0:
         skipped = len(stream.read(min(count, CHUNK_SIZE)))
         if not skipped:
             return
         count -= skipped
-
-
-@contextmanager
-def _closing(stream: BinaryIO, raw: BinaryIO) -> Iterator[BinaryIO]:
-    """Close a codec stream unless it is the raw file itself (plain logs)."""
-    try:
-        yield stream
-    finally:
-        if stream is not raw:
-            stream.close()
 
 
 def read_records(path: str) -> Iterator[Record]:

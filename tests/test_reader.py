@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import subprocess
@@ -61,22 +60,34 @@ def test_files_made_by_the_standard_tools_are_read(tmp_path, command, suffix):
     assert list(read_records(str(made))) == RECORDS
 
 
-def test_concatenated_gzip_members_are_all_read(tmp_path):
-    path = tmp_path / "1.2.v1.log.gz"
-    path.write_bytes(gzip.compress(encoded(RECORDS[:10])) + gzip.compress(encoded(RECORDS[10:20])))
+@pytest.mark.parametrize("codec", [XZ, LZ4, GZIP], ids=lambda c: c.name)
+def test_concatenated_streams_are_all_read(tmp_path, codec):
+    path = tmp_path / name_for(codec)
+    write_file(tmp_path / "first", codec, encoded(RECORDS[:10]))
+    write_file(tmp_path / "second", codec, encoded(RECORDS[10:20]))
+    path.write_bytes((tmp_path / "first").read_bytes() + (tmp_path / "second").read_bytes())
     assert list(read_records(str(path))) == RECORDS[:20]
 
 
+def test_garbage_after_the_end_of_an_lzma_stream_is_damage(tmp_path):
+    path = write_file(tmp_path / name_for(LZMA), LZMA, encoded(RECORDS))
+    with open(path, "ab") as f:
+        f.write(b"\x00garbage" * 10)
+    with pytest.raises(CorruptFileError, match="damaged after 500 records"):
+        list(read_records(path))
+
+
 def test_malformed_lines_are_counted_reported_with_line_numbers_and_skipped(tmp_path, caplog):
-    content = b"a\t{}\nno tab here\n\nb\t{}\n\xff\xfe\t{}\nc\t{}\n"
+    content = b"a\t{}\nno tab here\n\nb\t{}\n\xff\xfe\t{}\n\t{}\nc\t{}\n"
     path = write_file(tmp_path / "1.2.v1.log.lz4", LZ4, content)
     with caplog.at_level(logging.WARNING):
         reader = RecordReader(path)
         assert [u for u, _ in reader] == ["a", "b", "c"]
-    assert reader.bad_lines == 3 and reader.lines == 6
+    assert reader.bad_lines == 4 and reader.lines == 7
     assert f"{path}:2: malformed line (no tab)" in caplog.text
     assert f"{path}:3: malformed line (empty line)" in caplog.text
     assert f"{path}:5: malformed line (not UTF-8" in caplog.text
+    assert f"{path}:6: malformed line (empty id)" in caplog.text
 
 
 def test_only_the_first_bad_lines_are_logged_but_all_are_counted(tmp_path, caplog):
@@ -87,6 +98,15 @@ def test_only_the_first_bad_lines_are_logged_but_all_are_counted(tmp_path, caplo
     assert reader.bad_lines == 100
     assert caplog.text.count("malformed line (") == 5
     assert "100 malformed lines in all" in caplog.text
+
+
+def test_lines_longer_than_a_chunk_and_cut_anywhere(tmp_path, monkeypatch):
+    monkeypatch.setattr("storage.reader.CHUNK_SIZE", 7)  # every line spans several chunks
+    records = [("a", "{}"), ("b" * 20, '{"x": "' + "y" * 50 + '"}'), ("c", "é" * 9)]
+    path = write_file(tmp_path / "1.2.v1.log", PLAIN, encoded(records) + b"no tab\n" + b"d\t1")
+    reader = RecordReader(path)
+    assert list(reader) == records + [("d", "1")]
+    assert reader.bad_lines == 1 and reader.lines == 5
 
 
 def test_last_line_without_newline_is_delivered(tmp_path):

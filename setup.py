@@ -8,10 +8,11 @@ setup(
     long_description_content_type="text/markdown",
     license="MPL-2.0",
     python_requires=">=3.11",
-    packages=find_packages(include=["storage", "storage.*", "mapreduce", "mapreduce.*"]),
+    packages=find_packages(include=["storage", "storage.*", "converter", "converter.*", "mapreduce", "mapreduce.*"]),
     package_data={"storage": ["telemetry_schema.json"]},
     install_requires=[
         "lz4>=4.0",
+        "orjson>=3.8",
         "simplejson>=3.19",
         "boto3>=1.28",
         "multiprocessing-logging>=0.3.4",

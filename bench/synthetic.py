@@ -51,3 +51,25 @@ def _redraw(rng: random.Random, values: list) -> list:
     fresh = [rng.randint(0, 3 * count + 2) if count or rng.random() < 0.1 else 0 for count in buckets]
     total = sum(fresh)
     return fresh + [total * rng.randint(1, 50), round(rng.random() * total, 6), -1, -1, -1]
+
+
+def raw_pings(definitions, count: int, revision_url: str, seed: int = 1, histograms_per_ping: int = 300):
+    """Yield ``(uuid, raw ver-1 payload)`` with ``histograms_per_ping`` real definitions each."""
+    rng = random.Random(seed)
+    usable = sorted(definitions.usable.values(), key=lambda h: h.name)
+    template = template_ping()
+    for _ in range(count):
+        channel = rng.choice(CHANNELS)
+        info = dict(template["info"], appUpdateChannel=channel, appVersion=VERSIONS[channel],
+                    appBuildID=f"201310{rng.randint(10, 12)}030202", revision=revision_url, OS=rng.choice(OSES))
+        histograms = {}
+        for definition in rng.sample(usable, min(histograms_per_ping, len(usable))):
+            filled = rng.sample(definition.buckets, min(len(definition.buckets), rng.randint(1, 8)))
+            values = {str(bound): rng.randint(1, 500) for bound in filled}
+            histograms[definition.name] = {
+                "range": [definition.low, definition.high], "bucket_count": definition.bucket_count,
+                "histogram_type": definition.type_code, "values": values,
+                "sum": sum(values.values()) * 3, "log_sum": rng.random() * 100,
+                "log_sum_squares": rng.random() * 1000, "sum_squares_lo": rng.randint(0, 10**6),
+                "sum_squares_hi": 0}
+        yield str(uuid.UUID(int=rng.getrandbits(128), version=4)), {"ver": 1, "info": info, "histograms": histograms}

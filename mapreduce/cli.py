@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Sequence
 
+from converter import commands as converter_commands
+from converter.histograms import DefinitionError
 from storage import commands as storage_commands
 from storage.allocator import keep_freed_memory
 from storage.errors import LayoutError, SchemaError, StorageError
@@ -20,7 +23,7 @@ from . import __version__
 
 log = logging.getLogger("mr")
 
-CONFIGURATION_ERRORS = (SchemaError, LayoutError)
+CONFIGURATION_ERRORS = (SchemaError, LayoutError, DefinitionError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     storage_commands.add_commands(commands)
+    converter_commands.add_commands(commands)
     return parser
 
 
@@ -48,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()
     try:
         return args.run(args)
+    except BrokenPipeError:
+        # The reader of our output went away (`| head`): stop quietly, and keep
+        # the interpreter's final flush from complaining about the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except CONFIGURATION_ERRORS as e:
         log.error("%s", e)
         return 2

@@ -12,7 +12,7 @@ from .finder import StoredFile, find_files
 from .layout import dimensions_from_path, log_path
 from .reader import Record, RecordReader, read_records
 from .schema import OTHER, UNKNOWN, Schema, path_part, safe_filename
-from .writer import DEFAULT_MAX_LOG_SIZE, LayoutWriter, WriterStats
+from .writer import DEFAULT_MAX_LOG_SIZE, LayoutWriter, WriterStats, rotate_log
 
 __all__ = [
     "CODECS", "COMPRESSORS", "Codec",
@@ -22,5 +22,5 @@ __all__ = [
     "dimensions_from_path", "log_path",
     "Record", "RecordReader", "read_records",
     "OTHER", "UNKNOWN", "Schema", "path_part", "safe_filename",
-    "DEFAULT_MAX_LOG_SIZE", "LayoutWriter", "WriterStats",
+    "DEFAULT_MAX_LOG_SIZE", "LayoutWriter", "WriterStats", "rotate_log",
 ]

@@ -75,23 +75,17 @@ def schema_file(value: str) -> Schema:
 def run_cat(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     failed = 0
-    try:
-        for path in args.files:
-            try:
-                for uuid, payload in RecordReader(path):
-                    out.write(f"{uuid}\t{payload}\n".encode("utf-8"))
-            except (CorruptFileError, OSError) as e:
-                if isinstance(e, BrokenPipeError):
-                    raise
-                out.flush()
-                log.error("%s", e)
-                failed += 1
-        out.flush()
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): stop quietly, and keep the
-        # interpreter's final flush from complaining about the closed pipe.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    for path in args.files:
+        try:
+            for uuid, payload in RecordReader(path):
+                out.write(f"{uuid}\t{payload}\n".encode("utf-8"))
+        except BrokenPipeError:
+            raise  # the reader went away; the command group stops quietly
+        except (CorruptFileError, OSError) as e:
+            out.flush()
+            log.error("%s", e)
+            failed += 1
+    out.flush()
     return 1 if failed else 0
 
 

@@ -10,13 +10,13 @@ compressor may take it: a line that ``write`` returned for is never lost.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from . import fastjson
 from .layout import is_file_at, log_path, pending_path
 from .schema import Schema
 
@@ -67,11 +67,11 @@ class LayoutWriter:
         if not uuid or any(c in uuid for c in "\t\r\n"):
             raise ValueError(f"ping id {uuid!r} is empty or contains a tab or line break")
         if isinstance(payload, str):
-            payload = self._one_line(uuid, payload)
+            body = self._one_line(uuid, payload).encode("utf-8")
         else:
-            payload = json.dumps(payload, separators=(",", ":"))
+            body = fastjson.dumps(payload)
         path = log_path(self.base_dir, self.schema.apply(dimensions), self.version)
-        line = f"{uuid}\t{payload}\n".encode("utf-8")
+        line = b"%s\t%s\n" % (uuid.encode("utf-8"), body)
         self._append(path, line)
         self.stats.records += 1
         self.stats.bytes += len(line)
@@ -79,21 +79,17 @@ class LayoutWriter:
 
     def rotate_all(self) -> list[str]:
         """Rotate every non-empty log this writer has written to; returns the pending paths."""
-        pending = []
-        for path in sorted(self._touched):
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-            except FileNotFoundError:
-                continue  # another writer rotated it already
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                if is_file_at(fd, path) and os.fstat(fd).st_size > 0:
-                    pending.append(self._rotate(path))
-            finally:
-                os.close(fd)
+        touched = sorted(self._touched)
         self._touched.clear()
         self._close_all()
-        return pending
+        pending = [rotate_log(path) for path in touched]
+        self.stats.rotations += sum(1 for p in pending if p)
+        return [p for p in pending if p]
+
+    @property
+    def touched(self) -> set[str]:
+        """The active logs this writer has appended to since the last ``rotate_all``."""
+        return set(self._touched)
 
     def close(self) -> None:
         self._close_all()
@@ -130,14 +126,11 @@ class LayoutWriter:
                 if self._open.get(path) == fd:
                     fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def _rotate(self, path: str) -> str:
-        """Rename a log to a pending name. The caller holds the log's lock."""
-        pending = pending_path(path)
-        os.rename(path, pending)
+    def _rotate(self, path: str) -> None:
+        """Rename a full log to a pending name. The caller holds the log's lock."""
+        os.rename(path, pending_path(path))
         self.stats.rotations += 1
-        log.debug("rotated %s to %s", path, pending)
         self._forget(path)
-        return pending
 
     def _fd(self, path: str) -> int:
         fd = self._open.get(path)
@@ -165,6 +158,28 @@ class LayoutWriter:
     def _close_all(self) -> None:
         for path in list(self._open):
             self._forget(path)
+
+
+def rotate_log(path: str) -> str | None:
+    """Hand one active log to the compressor, safely against concurrent writers.
+
+    Returns the pending path, or None if the log is empty or gone (another
+    process rotated it first).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not is_file_at(fd, path) or os.fstat(fd).st_size == 0:
+            return None
+        pending = pending_path(path)
+        os.rename(path, pending)
+        log.debug("rotated %s to %s", path, pending)
+        return pending
+    finally:
+        os.close(fd)
 
 
 def _write_whole(fd: int, data: bytes, size_before: int) -> None:

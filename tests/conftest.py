@@ -45,3 +45,82 @@ def store(tmp_path: Path) -> Path:
             for i in range(3):
                 writer.write(f"uuid-{n}-{i}", {"info": {"n": n, "i": i}}, list(dims))
     return base
+
+
+# -- converter fixtures ----------------------------------------------------------------
+
+HISTOGRAMS_JSON = DATA / "histograms" / "8d3810543edc.Histograms.json"
+BUCKETS_JSON = DATA / "histograms" / "8d3810543edc.buckets.json"
+REVISION = "8d3810543edc"
+
+
+class HistogramServer:
+    """A real HTTP server on 127.0.0.1 serving <repo>/raw-file/<rev>/toolkit/components/telemetry/Histograms.json.
+
+    ``documents`` maps rev -> body; ``failures`` maps rev -> how many 500s to answer first.
+    ``requests`` lists every path asked for.
+    """
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                parts = self.path.split("/")
+                rev = parts[3] if len(parts) > 3 else ""
+                if server.failures.get(rev, 0) > 0:
+                    server.failures[rev] -= 1
+                    self.send_error(500)
+                elif rev in server.documents and self.path.endswith("/toolkit/components/telemetry/Histograms.json"):
+                    body = server.documents[rev]
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                else:
+                    self.send_error(404)
+
+            def log_message(self, *args):
+                pass
+
+        self.documents: dict[str, bytes] = {REVISION: HISTOGRAMS_JSON.read_bytes()}
+        self.failures: dict[str, int] = {}
+        self.requests: list[str] = []
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def revision_url(self, rev: str = REVISION) -> str:
+        return f"http://127.0.0.1:{self.port}/mozilla-central/rev/{rev}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def histogram_server():
+    server = HistogramServer()
+    yield server
+    server.close()
+
+
+def raw_histogram(definition, values: dict, **statistics) -> dict:
+    """A histogram as the browser submits it (ver 1), for a computed definition."""
+    histogram = {"range": [definition.low, definition.high], "bucket_count": definition.bucket_count,
+                 "histogram_type": definition.type_code, "values": {str(k): v for k, v in values.items()}}
+    histogram.update(statistics)
+    return histogram
+
+
+def raw_payload(revision_url: str, histograms: dict, **info) -> dict:
+    base = {"reason": "saved-session", "appName": "Firefox", "appVersion": "22.0a1",
+            "appUpdateChannel": "nightly", "appBuildID": "20130226031002", "OS": "WINNT",
+            "revision": revision_url}
+    base.update(info)
+    return {"ver": 1, "info": base, "histograms": histograms, "simpleMeasurements": {"uptime": 7}}

@@ -7,10 +7,11 @@ it never stops the rest of the file from loading.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from storage.documents import parse_json, read_text
 
 from .expressions import UnresolvedExpression, evaluate
 
@@ -58,19 +59,11 @@ class Definitions:
 
     @classmethod
     def load(cls, path: str) -> "Definitions":
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise DefinitionError(f"{path}: cannot read: {e.strerror}") from None
-        return cls.from_json(text, path)
+        return cls.from_json(read_text(path, DefinitionError), path)
 
     @classmethod
     def from_json(cls, text: str, source: str = "<Histograms.json>") -> "Definitions":
-        try:
-            document = json.loads(text)
-        except ValueError as e:
-            raise DefinitionError(f"{source}: not valid JSON: {e}") from None
+        document = parse_json(text, source, DefinitionError)
         if not isinstance(document, dict):
             raise DefinitionError(f"{source}: expected an object of histogram definitions")
         usable, unusable = {}, {}

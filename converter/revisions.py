@@ -8,7 +8,6 @@ run and reported once per revision; a missing revision never stops a run.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -17,6 +16,8 @@ import time
 import urllib.error
 import urllib.request
 from typing import Any, Callable, Mapping
+
+from storage.documents import parse_json, read_text
 
 from .histograms import DefinitionError, Definitions
 
@@ -51,11 +52,7 @@ class RevisionCache:
     @staticmethod
     def load_fallback(path: str) -> dict[str, dict[str, str]]:
         """Read a ``{channel: {build id or version: revision}}`` file, checking its shape."""
-        with open(path, encoding="utf-8") as f:
-            try:
-                document = json.load(f)
-            except ValueError as e:
-                raise DefinitionError(f"{path}: not valid JSON: {e}") from None
+        document = parse_json(read_text(path, DefinitionError), path, DefinitionError)
         if not isinstance(document, dict) or not all(
                 isinstance(v, dict) and all(isinstance(r, str) for r in v.values()) for v in document.values()):
             raise DefinitionError(f"{path}: expected {{channel: {{build id or version: revision}}}}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Iterable, Mapping, Sequence
 
+from .documents import parse_json, read_text
 from .errors import SchemaError
 
 OTHER = "OTHER"
@@ -108,20 +109,11 @@ class Schema:
     @classmethod
     def load(cls, path: str) -> "Schema":
         """Read a schema or filter file, with errors that name the file."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise SchemaError(f"{path}: cannot read schema: {e.strerror}") from None
-        return cls.from_json(text, source=path)
+        return cls.from_json(read_text(path, SchemaError), source=path)
 
     @classmethod
     def from_json(cls, text: str, source: str = "<schema>") -> "Schema":
-        try:
-            document = json.loads(text)
-        except ValueError as e:
-            raise SchemaError(f"{source}: not valid JSON: {e}") from None
-        return cls.from_document(document, source)
+        return cls.from_document(parse_json(text, source, SchemaError), source)
 
     @classmethod
     def from_document(cls, document: Any, source: str = "<schema>") -> "Schema":

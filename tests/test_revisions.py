@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import socket
 
-from converter import RevisionCache, split_revision
+import pytest
+
+from converter import DefinitionError, RevisionCache, split_revision
 
 from .conftest import REVISION
 
@@ -89,3 +91,14 @@ def test_split_revision():
     assert split_revision("http://hg.mozilla.org/releases/mozilla-release/rev/a55c55edf302") == (
         "a55c55edf302", "http://hg.mozilla.org/releases/mozilla-release")
     assert split_revision("a55c55edf302") == ("a55c55edf302", None)
+
+
+def test_revision_map_files_are_checked(tmp_path):
+    good = tmp_path / "map.json"
+    good.write_text(json.dumps({"nightly": {"20130226031002": "http://hg/m/rev/abc"}}))
+    assert RevisionCache.load_fallback(str(good)) == {"nightly": {"20130226031002": "http://hg/m/rev/abc"}}
+    for text, message in (("{", "not valid JSON"), ('{"nightly": ["abc"]}', "expected {channel:")):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        with pytest.raises(DefinitionError, match=f"bad.json: {message}"):
+            RevisionCache.load_fallback(str(bad))

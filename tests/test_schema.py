@@ -137,7 +137,7 @@ def test_invalid_documents_name_the_file_and_the_problem(tmp_path, text, message
 
 
 def test_unreadable_schema_file_names_the_file(tmp_path):
-    with pytest.raises(SchemaError, match="missing.json: cannot read schema"):
+    with pytest.raises(SchemaError, match="missing.json: cannot read"):
         Schema.load(str(tmp_path / "missing.json"))
 
 

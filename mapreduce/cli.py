@@ -20,6 +20,8 @@ from storage.allocator import keep_freed_memory
 from storage.errors import LayoutError, SchemaError, StorageError
 
 from . import __version__
+from . import commands as mapreduce_commands
+from .errors import JobError
 
 log = logging.getLogger("mr")
 
@@ -36,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     storage_commands.add_commands(commands)
     converter_commands.add_commands(commands)
+    mapreduce_commands.add_commands(commands)
     return parser
 
 
@@ -57,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the interpreter's final flush from complaining about the closed pipe.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except JobError as e:
+        log.error("%s", e)
+        return e.status
     except CONFIGURATION_ERRORS as e:
         log.error("%s", e)
         return 2

@@ -1,0 +1,193 @@
+"""``mr run``: run a job script over stored pings, with the original telemetry-server flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+
+import multiprocessing_logging
+
+from storage import Schema
+from storage.commands import existing_dir, format_bytes, schema_file
+
+from . import __version__
+from .engine import RunOptions, RunResult, run_job
+from .errors import JobLoadError
+from .job import load_job
+from .plan import describe, make_plan
+from .progress import Progress
+
+log = logging.getLogger(__name__)
+
+EXIT_PARTIAL = 3
+"""The job succeeded, but on partial data (--allow-partial and a damaged input)."""
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run", help="run a job script over stored pings",
+        description="Run a job script (map, and optionally combine/reduce) over the stored files a filter "
+                    "selects, on every core. Output is sorted by key and the same for any number of "
+                    "mappers and reducers; it is written to a temporary name and renamed when the job "
+                    "succeeds, with a provenance sidecar <output>.meta.json.",
+        epilog="example: mr run jobs/osdistribution.py --data-dir data --input-filter nightly.json "
+               "--output out.tsv")
+    run.add_argument("job", metavar="JOB.py", help="the job script")
+    run.add_argument("-d", "--data-dir", required=True, type=existing_dir, metavar="DIR",
+                     help="root of the storage layout")
+    run.add_argument("-f", "--input-filter", type=schema_file, metavar="FILE",
+                     help="a schema-format filter (default: every file)")
+    run.add_argument("-o", "--output", default="-", metavar="FILE", help="output file, or - for stdout (default)")
+    run.add_argument("-m", "--num-mappers", type=positive, default=os.cpu_count() or 1, metavar="N",
+                     help="map processes (default: number of cores)")
+    run.add_argument("-r", "--num-reducers", type=positive, default=1, metavar="N",
+                     help="reduce partitions (default: 1)")
+    run.add_argument("-w", "--work-dir", type=existing_dir, metavar="DIR",
+                     help="where spill files go (default: the system temporary directory)")
+    run.add_argument("-l", "--local-only", action="store_true",
+                     help="read only local data (the data dir); accepted for compatibility")
+    run.add_argument("-X", "--delete-data", action="store_true",
+                     help="delete each input file once it has been mapped (for downloaded copies)")
+    run.add_argument("-p", "--profile", action="store_true",
+                     help="profile every map worker with cProfile; .prof files go to the work dir")
+    run.add_argument("-v", "--verbose", action="count", default=0, dest="run_verbose",
+                     help="more detail: per-file progress (repeat for debug)")
+    run.add_argument("--memory", type=positive, default=512, metavar="MB",
+                     help="memory budget per map worker for buffered pairs before spilling (default: 512)")
+    run.add_argument("--max-errors", type=int, default=0, metavar="N",
+                     help="let up to N records make map() raise (not ValueError) and still succeed")
+    run.add_argument("--allow-partial", action="store_true",
+                     help="leave out damaged input files instead of failing (exit status 3)")
+    run.add_argument("--sample", type=fraction, metavar="FRACTION",
+                     help="run on a stable sample of the files (the same each time, per channel and date)")
+    run.add_argument("--dry-run", action="store_true", help="print what would be read and how, then stop")
+    run.set_defaults(run=run_command)
+
+
+def positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return number
+
+
+def fraction(value: str) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a fraction in (0, 1]")
+    return number
+
+
+def run_command(args: argparse.Namespace) -> int:
+    verbose = max(args.verbose, args.run_verbose)
+    if verbose:
+        logging.getLogger().setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    job = load_job(args.job)
+    if args.output != "-":
+        _check_writable(args.output)
+    plan = make_plan(args.data_dir, args.input_filter, args.sample)
+    if args.dry_run:
+        print(describe(plan, args.num_mappers))
+        return 0
+    if not plan.tasks:
+        log.warning("the filter selects no files under %s; the output is empty", args.data_dir)
+    options = RunOptions(num_mappers=args.num_mappers, num_reducers=args.num_reducers, work_dir=args.work_dir,
+                         budget_bytes=args.memory << 20, max_errors=args.max_errors,
+                         allow_partial=args.allow_partial, delete_data=args.delete_data,
+                         profile_dir=(args.work_dir or tempfile.gettempdir()) if args.profile else None)
+    multiprocessing_logging.install_mp_handler()
+    progress = Progress("map", total_bytes=plan.total_bytes)
+    started = time.time()
+    try:
+        result = _run_to_output(job, plan, options, args.output,
+                                lambda r, done: progress.update(r.records, done))
+    finally:
+        progress.finish()
+    if args.output != "-":
+        _write_meta(args, job, plan, options, result, started)
+    sys.stderr.write(render_summary(result) + "\n")
+    if result.errors:
+        log.warning("%d records made map() raise and were skipped (--max-errors %d)", result.errors, args.max_errors)
+    for sample in result.samples:
+        log.warning("%s", sample)
+    if result.missing:
+        log.warning("the result is INCOMPLETE: %d damaged input files were left out", len(result.missing))
+        return EXIT_PARTIAL
+    return 0
+
+
+def _run_to_output(job, plan, options: RunOptions, output: str, on_progress) -> RunResult:
+    if output == "-":
+        return run_job(job, plan, options, sys.stdout, on_progress)
+    directory = os.path.dirname(os.path.abspath(output))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(output)}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            result = run_job(job, plan, options, f, on_progress)
+        os.replace(temporary, output)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return result
+
+
+def _check_writable(output: str) -> None:
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise JobLoadError(f"{output}: the output's directory does not exist")
+    if not os.access(directory, os.W_OK) or (os.path.exists(output) and not os.access(output, os.W_OK)):
+        raise JobLoadError(f"{output}: cannot write there")
+
+
+def _write_meta(args, job, plan, options: RunOptions, result: RunResult, started: float) -> None:
+    meta = {
+        "mr_version": __version__,
+        "job": {"path": os.path.abspath(job.path), "sha256": job.source_hash},
+        "filter": _filter_document(args.input_filter),
+        "data_dir": os.path.abspath(args.data_dir),
+        "inputs": sorted(({"path": t.path, "bytes": t.size} for t in plan.tasks), key=lambda i: i["path"]),
+        "options": {"num_mappers": options.num_mappers, "num_reducers": options.num_reducers,
+                    "memory_mb": args.memory, "max_errors": options.max_errors,
+                    "allow_partial": options.allow_partial, "sample": args.sample},
+        "counters": dict(sorted(result.counters.items())),
+        "records": result.records, "bad_lines": result.bad_lines, "bad_records": result.bad_records,
+        "errors": result.errors, "output_records": result.output_records,
+        "missing_inputs": result.missing, "retried_inputs": result.retried,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": {"total": round(result.seconds, 3), "map": round(result.map_seconds, 3),
+                    "reduce": round(result.reduce_seconds, 3)},
+    }
+    with open(args.output + ".meta.json", "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+
+
+def _filter_document(selection: Schema | None) -> dict | None:
+    if selection is None:
+        return None
+    return {"source": os.path.abspath(selection.source),
+            "dimensions": [{"field_name": d.field_name, "allowed_values": json.loads(repr(d.allowed))}
+                           for d in selection.dimensions]}
+
+
+def render_summary(result: RunResult) -> str:
+    rate = result.records / result.seconds if result.seconds else 0
+    lines = [
+        f"files:        {result.files:,} ({format_bytes(result.compressed_bytes)} compressed, "
+        f"{format_bytes(result.uncompressed_bytes)} uncompressed)",
+        f"pings:        {result.records:,} ({rate:,.0f}/s)",
+        f"bad lines:    {result.bad_lines:,}",
+        f"bad records:  {result.bad_records:,}",
+        f"errors:       {result.errors:,}",
+        f"output:       {result.output_records:,} records",
+        f"time:         {result.seconds:.1f} s (map {result.map_seconds:.1f} s, reduce {result.reduce_seconds:.1f} s)",
+    ]
+    lines += [f"counter {name}: {value:,}" for name, value in sorted(result.counters.items())]
+    lines += [f"MISSING input (damaged): {path}" for path in result.missing]
+    lines += [f"retried input (worker died): {path}" for path in result.retried]
+    return "\n".join(lines)

@@ -1,0 +1,206 @@
+"""A map worker: takes files from the shared queue, calls the job's ``map`` on every ping, spills sorted runs.
+
+Each file's pairs are combined and spilled on their own, tagged with the
+file's index, so a file is the unit of retry (its runs are deleted if the
+worker dies half-way) and the reducers' input does not depend on which worker
+read which file. Messages to the coordinator are plain tuples.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import glob
+import os
+import signal
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass
+
+from storage import CorruptFileError, RecordReader
+from storage.allocator import keep_freed_memory
+
+from .context import MapContext
+from .job import Job
+from .keys import order_key, partition_of
+from .spill import write_run
+
+BAD_RECORD_SAMPLES = 5
+PROGRESS_EVERY = 1.0
+
+
+@dataclass(frozen=True)
+class MapTask:
+    index: int
+    path: str
+    dimensions: tuple[str, ...]
+    size: int
+
+
+@dataclass(frozen=True)
+class MapSettings:
+    job: Job
+    files: int
+    partitions: int
+    spill_dir: str
+    budget_bytes: int
+    max_errors: int = 0
+    profile_dir: str | None = None
+    delete_data: bool = False
+
+
+@dataclass
+class FileReport:
+    """What mapping one file produced, sent to the coordinator when the file is done."""
+
+    records: int = 0
+    bad_lines: int = 0
+    bad_records: int = 0
+    errors: int = 0
+    uncompressed_bytes: int = 0
+    spilled_bytes: int = 0
+    counters: Counter | None = None
+    samples: list[str] | None = None
+    corrupt: str | None = None
+
+
+def spill_path(spill_dir: str, partition: int, tag: tuple[int, int]) -> str:
+    return os.path.join(spill_dir, f"p{partition:04d}", f"f{tag[0]:07d}-s{tag[1]:05d}.run")
+
+
+def file_spills(spill_dir: str, index: int) -> list[str]:
+    """Every run spilled for one input file, in any partition."""
+    return glob.glob(os.path.join(spill_dir, "p*", f"f{index:07d}-s*.run"))
+
+
+def run_worker(worker_id: int, settings: MapSettings, tasks, results) -> None:
+    """The body of a map worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C and stops us
+    keep_freed_memory()
+    profiler = cProfile.Profile() if settings.profile_dir else None
+    if profiler:
+        profiler.enable()
+    worker = _Worker(worker_id, settings, results)
+    try:
+        worker.run(tasks)
+    except _JobFailed as failure:
+        results.put(("failed", worker_id, *failure.args))
+    finally:
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(os.path.join(settings.profile_dir, f"map-{worker_id}-{os.getpid()}.prof"))
+
+
+class _JobFailed(Exception):
+    """Carries (function, where, error, job traceback) out of the worker."""
+
+
+class _Worker:
+    def __init__(self, worker_id: int, settings: MapSettings, results):
+        self.id = worker_id
+        self.settings = settings
+        self.job = settings.job
+        self.results = results
+        self.errors = 0
+
+    def run(self, tasks) -> None:
+        job = self.job
+        context = self._context()
+        if job.setup_map:
+            self._call("setup_map", "setup", job.setup_map, context)
+        while (task := tasks.get()) is not None:
+            self.results.put(("start", self.id, task.index))
+            report = self._map_file(task)
+            self.results.put(("done", self.id, task.index, report))
+        if job.finish_map:
+            self._call("finish_map", "the end of the worker", job.finish_map, context)
+        report = FileReport(counters=context.counters,
+                            spilled_bytes=self._spill(context, (self.settings.files + self.id, 0)))
+        self.results.put(("finished", self.id, report))
+
+    def _map_file(self, task: MapTask) -> FileReport:
+        report = FileReport(samples=[])
+        spills = [0]
+
+        def spill_now() -> None:
+            report.spilled_bytes += self._spill(context, (task.index, spills[0]))
+            spills[0] += 1
+
+        context = self._context(on_full=spill_now)
+        reader = RecordReader(task.path, task.dimensions)
+        dims = list(task.dimensions)
+        map_function = self.job.map
+        next_progress = time.monotonic() + PROGRESS_EVERY
+        try:
+            for uuid, payload in reader:
+                try:
+                    map_function(uuid, dims, payload, context)
+                except ValueError as e:  # bad data, as in the original engine: count and skip
+                    report.bad_records += 1
+                    if len(report.samples) < BAD_RECORD_SAMPLES:
+                        report.samples.append(f"{task.path}:{reader.lines}: {type(e).__name__}: {e}")
+                except Exception as e:
+                    self._job_error("map", f"{task.path}:{reader.lines}", e, report)
+                if reader.records % 1000 == 0 and time.monotonic() > next_progress:
+                    self.results.put(("progress", self.id, task.index, reader.records, reader.compressed_bytes))
+                    next_progress = time.monotonic() + PROGRESS_EVERY
+        except CorruptFileError as e:
+            report.corrupt = str(e)
+        report.records = reader.records
+        report.bad_lines = reader.bad_lines
+        report.uncompressed_bytes = reader.uncompressed_bytes
+        report.counters = context.counters
+        spill_now()
+        if self.settings.delete_data and report.corrupt is None:
+            os.remove(task.path)
+        return report
+
+    def _context(self, on_full=None) -> MapContext:
+        return MapContext(self.job.combine, self.settings.budget_bytes, on_full or (lambda: None))
+
+    def _spill(self, context: MapContext, tag: tuple[int, int]) -> int:
+        """Combine what is buffered and write one sorted run per reducer; returns bytes written."""
+        try:
+            context.combine_all()
+        except Exception as e:
+            raise self._failure("combine", f"file {tag[0]}", e) from None
+        partitions: dict[int, list] = {}
+        for key, values in context.items():
+            ordered = order_key(key)
+            partitions.setdefault(partition_of(ordered, self.settings.partitions), []).append(
+                (ordered, tag, key, values))
+        context.clear()
+        written = 0
+        for partition, entries in partitions.items():
+            entries.sort(key=lambda entry: entry[0])
+            path = spill_path(self.settings.spill_dir, partition, tag)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            written += write_run(path, entries)
+        return written
+
+    def _call(self, name: str, where: str, function, context) -> None:
+        try:
+            function(context)
+        except Exception as e:
+            raise self._failure(name, where, e) from None
+
+    def _job_error(self, function: str, where: str, error: Exception, report: FileReport) -> None:
+        self.errors += 1
+        if self.errors > self.settings.max_errors:
+            raise self._failure(function, where, error)
+        report.errors += 1
+        if len(report.samples) < BAD_RECORD_SAMPLES:
+            report.samples.append(f"{where}: {function}() raised {type(error).__name__}: {error}")
+
+    def _failure(self, function: str, where: str, error: Exception) -> _JobFailed:
+        return _JobFailed(function, where, f"{type(error).__name__}: {error}", job_traceback(error, self.job))
+
+
+def job_traceback(error: BaseException, job: Job) -> str:
+    """The traceback of an exception, keeping only the job's own frames (not the engine's)."""
+    engine = os.path.dirname(os.path.abspath(__file__))
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if not os.path.abspath(f.filename).startswith(engine + os.sep)]
+    lines = traceback.format_list(frames) + traceback.format_exception_only(type(error), error)
+    return "".join(lines).rstrip()
+

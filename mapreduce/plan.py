@@ -1,0 +1,87 @@
+"""What a run will read: the files a filter selects, an optional stable sample, and their schedule.
+
+Files are numbered in path order (that number tags their output, so results do
+not depend on scheduling) and queued largest first, so no worker is left with
+one big file at the end while the others idle.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass
+
+from storage import Schema, StoredFile, find_files
+from storage.commands import format_bytes
+
+from .mapper import MapTask
+
+SAMPLE_GROUP_LEVELS = (2, 5)
+"""Dimension levels a sample keeps the share of: channel and submission date."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    tasks: list[MapTask]
+    """In schedule order: largest first."""
+    field_names: list[str]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.size for t in self.tasks)
+
+
+def make_plan(data_dir: str, selection: Schema | None, sample: float | None = None) -> Plan:
+    files = find_files(data_dir, selection)
+    if sample is not None:
+        files = sample_files(files, sample)
+    tasks = [MapTask(index, f.path, f.dimensions, f.size) for index, f in enumerate(files)]
+    tasks.sort(key=lambda t: (-t.size, t.index))
+    names = (selection or Schema.default()).field_names
+    return Plan(tasks, names)
+
+
+def sample_files(files: list[StoredFile], fraction: float) -> list[StoredFile]:
+    """A stable sample: in each channel/date group, the files whose name hashes lowest.
+
+    The same fraction picks the same files every time, and every group keeps
+    its share (at least one file).
+    """
+    groups: dict[tuple, list[StoredFile]] = defaultdict(list)
+    for f in files:
+        groups[tuple(f.dimensions[level] for level in SAMPLE_GROUP_LEVELS if level < len(f.dimensions))].append(f)
+    chosen = []
+    for members in groups.values():
+        members.sort(key=lambda f: (zlib.crc32(f.path.rsplit("/", 1)[-1].encode()), f.path))
+        chosen.extend(members[:max(1, math.ceil(fraction * len(members)))])
+    return sorted(chosen, key=lambda f: f.path)
+
+
+def describe(plan: Plan, workers: int) -> str:
+    """The ``--dry-run`` text: what is selected per dimension value, and how it is spread."""
+    lines = [f"{len(plan.tasks)} files, {format_bytes(plan.total_bytes)} selected"]
+    for level, name in enumerate(plan.field_names):
+        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for task in plan.tasks:
+            totals[task.dimensions[level]][0] += 1
+            totals[task.dimensions[level]][1] += task.size
+        shown = sorted(totals.items())
+        lines.append(f"  {name}: " + ", ".join(f"{value} ({count} files, {format_bytes(size)})"
+                                               for value, (count, size) in shown[:12])
+                     + (f", ... {len(shown) - 12} more" if len(shown) > 12 else ""))
+    lines.append(f"{workers} map workers take files from one queue, largest first; expected spread:")
+    for worker, (count, size) in enumerate(expected_spread(plan, workers)):
+        lines.append(f"  worker {worker}: {count} files, {format_bytes(size)}")
+    return "\n".join(lines)
+
+
+def expected_spread(plan: Plan, workers: int) -> list[tuple[int, int]]:
+    """Files and bytes per worker if each file takes time in proportion to its size."""
+    loads = [(0, worker, 0) for worker in range(workers)]
+    heapq.heapify(loads)
+    for task in plan.tasks:
+        size, worker, count = heapq.heappop(loads)
+        heapq.heappush(loads, (size + task.size, worker, count + 1))
+    return [(count, size) for size, _, count in sorted(loads, key=lambda load: load[1])]

@@ -1,0 +1,89 @@
+"""A reducer: merges its partition's sorted runs key by key, combining as it goes, and calls ``reduce``.
+
+Memory holds one key's values at a time (fewer with ``combine``, which runs
+every ``COMBINE_THRESHOLD`` values). Output goes to a run of
+``(ordered key, text)`` so the coordinator can merge reducers by key.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .context import COMBINE_THRESHOLD, OutputContext, CombineContext
+from .job import Job
+from .mapper import job_traceback
+from .spill import grouped, merge_runs, write_run
+
+
+@dataclass
+class ReduceReport:
+    keys: int = 0
+    records: int = 0
+    counters: Counter = field(default_factory=Counter)
+    preamble: str = ""
+    failure: tuple[str, str, str, str] | None = None
+    """(function, where, error, job traceback) if the job's code raised."""
+
+
+def output_path(work_dir: str, partition: int) -> str:
+    return os.path.join(work_dir, "out", f"r{partition:04d}.out")
+
+
+def reduce_partition(job: Job, work_dir: str, spill_dir: str, partition: int) -> ReduceReport:
+    report = ReduceReport()
+    runs = glob.glob(os.path.join(spill_dir, f"p{partition:04d}", "*.run"))
+    lines: list[str] = []
+    context = OutputContext(lines.append)
+    path = output_path(work_dir, partition)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def outputs():
+        for ordered, key, value_lists in grouped(merge_runs(runs, os.path.dirname(path))):
+            values = _gather(job, key, value_lists)
+            if job.reduce:
+                _call("reduce", f"key {key!r}", lambda: job.reduce(key, values, context), job)
+            else:
+                for value in values:
+                    context.write(key, value)
+            report.keys += 1
+            report.records += len(lines)
+            yield ordered, "".join(lines)
+            lines.clear()
+
+    try:
+        if job.setup_reduce:
+            _call("setup_reduce", "setup", lambda: job.setup_reduce(context), job)
+        report.preamble = "".join(lines)
+        lines.clear()
+        write_run(path, outputs())
+    except _ReduceFailed as failure:
+        report.failure = failure.args
+    report.counters = context.counters
+    return report
+
+
+def _gather(job: Job, key: Any, value_lists) -> list:
+    """A key's values in tag order, combined every COMBINE_THRESHOLD values if the job can."""
+    values: list = []
+    for chunk in value_lists:
+        values.extend(chunk)
+        if job.combine is not None and len(values) >= COMBINE_THRESHOLD:
+            capture = CombineContext()
+            _call("combine", f"key {key!r}", lambda: job.combine(key, values, capture), job)
+            values = [value for _, value in capture.pairs]
+    return values
+
+
+class _ReduceFailed(Exception):
+    """(function, where, error, job traceback)."""
+
+
+def _call(name: str, where: str, thunk, job: Job) -> None:
+    try:
+        thunk()
+    except Exception as e:
+        raise _ReduceFailed(name, where, f"{type(e).__name__}: {e}", job_traceback(e, job)) from None

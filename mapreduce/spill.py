@@ -1,0 +1,79 @@
+"""Sorted runs on disk: what mappers spill and reducers merge, with memory bounded by one key.
+
+A run is a sequence of entries ``(ordered key, tag, key, values)`` sorted by
+``(ordered key, tag)``, pickled in batches into an lz4 frame. The tag is
+``(file index, spill number)``: merging runs sorts each key's values by where
+they came from, so a reducer sees the same values in the same order however
+the files were spread over mappers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import pickle
+from typing import Any, Iterable, Iterator
+
+import lz4.frame
+
+BATCH = 512
+MAX_OPEN_RUNS = 200
+"""Runs merged at once; more are merged in passes (keeps open files bounded)."""
+
+Entry = tuple[tuple, tuple, Any, list]
+
+
+def write_run(path: str, entries: Iterable[Entry]) -> int:
+    """Write already-sorted entries; returns the file's size. Written under a temporary name first."""
+    temporary = path + ".tmp"
+    with lz4.frame.open(temporary, "wb") as f:
+        batch: list[Entry] = []
+        for entry in entries:
+            batch.append(entry)
+            if len(batch) >= BATCH:
+                pickle.dump(batch, f, protocol=5)
+                batch = []
+        if batch:
+            pickle.dump(batch, f, protocol=5)
+    os.replace(temporary, path)
+    return os.path.getsize(path)
+
+
+def read_run(path: str) -> Iterator[Entry]:
+    with lz4.frame.open(path, "rb") as f:
+        while True:
+            try:
+                batch = pickle.load(f)
+            except EOFError:
+                return
+            yield from batch
+
+
+def merge_runs(paths: list[str], work_dir: str) -> Iterator[Entry]:
+    """All entries of ``paths`` in (ordered key, tag) order, merging in passes if there are many."""
+    paths = sorted(paths)
+    generation = 0
+    while len(paths) > MAX_OPEN_RUNS:
+        merged = []
+        for start in range(0, len(paths), MAX_OPEN_RUNS):
+            group = paths[start:start + MAX_OPEN_RUNS]
+            target = os.path.join(work_dir, f"merge-{generation}-{start}.run")
+            write_run(target, heapq.merge(*map(read_run, group), key=_sort_key))
+            for path in group:
+                os.remove(path)
+            merged.append(target)
+        paths = merged
+        generation += 1
+    return heapq.merge(*map(read_run, paths), key=_sort_key)
+
+
+def grouped(entries: Iterator[Entry]) -> Iterator[tuple[tuple, Any, Iterator[list]]]:
+    """(ordered key, key, the key's value lists in tag order) for each distinct key."""
+    for ordered, group in itertools.groupby(entries, key=lambda entry: entry[0]):
+        first = next(group)
+        yield ordered, first[2], itertools.chain([first[3]], (entry[3] for entry in group))
+
+
+def _sort_key(entry: Entry) -> tuple:
+    return entry[0], entry[1]

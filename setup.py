@@ -9,7 +9,7 @@ setup(
     license="MPL-2.0",
     python_requires=">=3.11",
     packages=find_packages(include=["storage", "storage.*", "converter", "converter.*", "mapreduce", "mapreduce.*"]),
-    package_data={"storage": ["telemetry_schema.json"]},
+    package_data={"storage": ["telemetry_schema.json"], "converter": ["data/Histograms.json"]},
     install_requires=[
         "lz4>=4.0",
         "orjson>=3.8",

@@ -17,6 +17,7 @@ from .histograms import Definitions
 from .pipeline import ConvertOptions, RunSummary, convert_inputs
 from .recordlog import is_record_log
 from .revisions import DEFAULT_URL_TEMPLATE, RevisionCache
+from .synthetic import generate
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -58,6 +59,21 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     histograms.add_argument("names", nargs="*", metavar="NAME", help="only these (default: all)")
     histograms.set_defaults(run=run_histograms)
 
+    gen = commands.add_parser(
+        "gen", help="write realistic synthetic pings into a storage layout",
+        description="Write synthetic converted pings (about 300 real histograms each, several channels, "
+                    "versions, OSes, build ids and dates) into a storage layout, compressed. The same seed "
+                    "gives the same pings.",
+        epilog="example: mr gen sample-data --pings 2000")
+    gen.add_argument("storage", metavar="DIR", help="root of the storage layout to write into")
+    gen.add_argument("--pings", type=int, default=2000, metavar="N", help="how many (default: 2000)")
+    gen.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    gen.add_argument("--days", type=int, default=3, help="submission dates to spread over (default: 3)")
+    gen.add_argument("--codec", choices=sorted(COMPRESSORS), default="lzma", help="compression (default: lzma)")
+    gen.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                     help="processes to compress with (default: number of cores)")
+    gen.set_defaults(run=run_gen)
+
 
 def submission_date(value: str) -> str:
     if not re.fullmatch(r"\d{8}", value):
@@ -69,6 +85,12 @@ def run_histograms(args: argparse.Namespace) -> int:
     described = Definitions.load(args.file).describe(args.names)
     rows = [f"{json.dumps(name)}: {json.dumps(entry)}" for name, entry in described.items()]
     sys.stdout.write("{\n" + ",\n".join(rows) + "\n}\n")
+    return 0
+
+
+def run_gen(args: argparse.Namespace) -> int:
+    written = generate(args.storage, args.pings, args.seed, args.days, args.codec, max(1, args.workers))
+    print(f"wrote {args.pings:,} pings ({format_bytes(written)} uncompressed) into {args.storage}")
     return 0
 
 

@@ -150,7 +150,7 @@ def _write_meta(args, job, plan, options: RunOptions, result: RunResult, started
         "job": {"path": os.path.abspath(job.path), "sha256": job.source_hash},
         "filter": _filter_document(args.input_filter),
         "data_dir": os.path.abspath(args.data_dir),
-        "inputs": sorted(({"path": t.path, "bytes": t.size} for t in plan.tasks), key=lambda i: i["path"]),
+        "inputs": [{"path": f.path, "bytes": f.size} for f in plan.files],
         "options": {"num_mappers": options.num_mappers, "num_reducers": options.num_reducers,
                     "memory_mb": args.memory, "max_errors": options.max_errors,
                     "allow_partial": options.allow_partial, "sample": args.sample},

@@ -67,8 +67,8 @@ class RunResult:
     reduce_seconds: float = 0.0
     seconds: float = 0.0
 
-    def add(self, report: FileReport, size: int = 0) -> None:
-        self.files += 1 if size else 0
+    def add(self, report: FileReport, size: int = 0, files: int = 0) -> None:
+        self.files += files
         self.compressed_bytes += size
         self.uncompressed_bytes += report.uncompressed_bytes
         self.records += report.records
@@ -165,7 +165,7 @@ class _MapPhase:
         if kind == "start":
             self.current[worker] = message[2]
         elif kind == "progress":
-            self.in_flight[worker] = message[4]
+            self.in_flight[worker] = message[3]
             self._progress()
         elif kind == "done":
             self._file_done(worker, message[2], message[3])
@@ -180,13 +180,13 @@ class _MapPhase:
         task = self.by_index[index]
         self.current.pop(worker, None)
         self.in_flight.pop(worker, None)
-        if report.corrupt:
+        for path, error in report.corrupt or ():
             if not self.options.allow_partial:
-                raise JobError(f"{report.corrupt}; the job's result would be incomplete. "
+                raise JobError(f"{error}; the job's result would be incomplete. "
                                "Rerun with --allow-partial to accept that")
-            log.warning("%s", report.corrupt)
-            self.result.missing.append(task.path)
-        self.result.add(report, task.size)
+            log.warning("%s", error)
+            self.result.missing.append(path)
+        self.result.add(report, task.size, len(task.files))
         self.done.add(index)
         self.done_bytes += task.size
         self._progress()
@@ -228,11 +228,11 @@ class _MapPhase:
         task = self.by_index[index]
         self.attempts[index] += 1
         if self.attempts[index] > 1:
-            raise JobError(f"map worker {worker} (pid {process.pid}) {how} while reading {task.path}, "
+            raise JobError(f"map worker {worker} (pid {process.pid}) {how} while reading {task.name}, "
                            "for the second time; giving up")
-        log.error("map worker %d (pid %d) %s while reading %s; retrying the file on a new worker",
-                  worker, process.pid, how, task.path)
-        self.result.retried.append(task.path)
+        log.error("map worker %d (pid %d) %s while reading %s; retrying them on a new worker",
+                  worker, process.pid, how, task.name)
+        self.result.retried.extend(f.path for f in task.files)
         for path in file_spills(self.settings.spill_dir, index):
             os.remove(path)
         self.in_flight.pop(worker, None)

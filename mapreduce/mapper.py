@@ -17,7 +17,7 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass
 
-from storage import CorruptFileError, RecordReader
+from storage import CorruptFileError, StoredFile
 from storage.allocator import keep_freed_memory
 
 from .context import MapContext
@@ -31,10 +31,19 @@ PROGRESS_EVERY = 1.0
 
 @dataclass(frozen=True)
 class MapTask:
+    """A bundle of files mapped, combined and spilled together; ``index`` tags its output."""
+
     index: int
-    path: str
-    dimensions: tuple[str, ...]
-    size: int
+    files: tuple[StoredFile, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def name(self) -> str:
+        first = self.files[0].path
+        return first if len(self.files) == 1 else f"{first} and {len(self.files) - 1} more files"
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,8 @@ class FileReport:
     spilled_bytes: int = 0
     counters: Counter | None = None
     samples: list[str] | None = None
-    corrupt: str | None = None
+    corrupt: list[tuple[str, str]] | None = None
+    """(path, error) of each damaged file in the bundle."""
 
 
 def spill_path(spill_dir: str, partition: int, tag: tuple[int, int]) -> str:
@@ -119,7 +129,7 @@ class _Worker:
         self.results.put(("finished", self.id, report))
 
     def _map_file(self, task: MapTask) -> FileReport:
-        report = FileReport(samples=[])
+        report = FileReport(samples=[], corrupt=[])
         spills = [0]
 
         def spill_now() -> None:
@@ -127,33 +137,43 @@ class _Worker:
             spills[0] += 1
 
         context = self._context(on_full=spill_now)
-        reader = RecordReader(task.path, task.dimensions)
-        dims = list(task.dimensions)
-        map_function = self.job.map
-        next_progress = time.monotonic() + PROGRESS_EVERY
-        try:
-            for uuid, payload in reader:
-                try:
-                    map_function(uuid, dims, payload, context)
-                except ValueError as e:  # bad data, as in the original engine: count and skip
-                    report.bad_records += 1
-                    if len(report.samples) < BAD_RECORD_SAMPLES:
-                        report.samples.append(f"{task.path}:{reader.lines}: {type(e).__name__}: {e}")
-                except Exception as e:
-                    self._job_error("map", f"{task.path}:{reader.lines}", e, report)
-                if reader.records % 1000 == 0 and time.monotonic() > next_progress:
-                    self.results.put(("progress", self.id, task.index, reader.records, reader.compressed_bytes))
-                    next_progress = time.monotonic() + PROGRESS_EVERY
-        except CorruptFileError as e:
-            report.corrupt = str(e)
-        report.records = reader.records
-        report.bad_lines = reader.bad_lines
-        report.uncompressed_bytes = reader.uncompressed_bytes
+        done_bytes = 0
+        for stored in task.files:
+            reader = stored.open()
+            try:
+                self._map_records(reader, context, report, done_bytes)
+            except CorruptFileError as e:
+                report.corrupt.append((stored.path, str(e)))
+            report.records += reader.records
+            report.bad_lines += reader.bad_lines
+            report.uncompressed_bytes += reader.uncompressed_bytes
+            done_bytes += stored.size
         report.counters = context.counters
         spill_now()
-        if self.settings.delete_data and report.corrupt is None:
-            os.remove(task.path)
+        if self.settings.delete_data:
+            damaged = {path for path, _ in report.corrupt}
+            for stored in task.files:
+                if stored.path not in damaged:
+                    os.remove(stored.path)
         return report
+
+    def _map_records(self, reader, context: MapContext, report: FileReport, done_bytes: int) -> None:
+        dims = list(reader.dimensions)
+        map_function = self.job.map
+        next_progress = time.monotonic() + PROGRESS_EVERY
+        for uuid, payload in reader:
+            try:
+                map_function(uuid, dims, payload, context)
+            except ValueError as e:  # bad data, as in the original engine: count and skip
+                report.bad_records += 1
+                if len(report.samples) < BAD_RECORD_SAMPLES:
+                    report.samples.append(f"{reader.path}:{reader.lines}: {type(e).__name__}: {e}")
+            except Exception as e:
+                self._job_error("map", f"{reader.path}:{reader.lines}", e, report)
+            if reader.records % 256 == 0 and time.monotonic() > next_progress:
+                self.results.put(("progress", self.id, report.records + reader.records,
+                                  done_bytes + reader.compressed_bytes))
+                next_progress = time.monotonic() + PROGRESS_EVERY
 
     def _context(self, on_full=None) -> MapContext:
         return MapContext(self.job.combine, self.settings.budget_bytes, on_full or (lambda: None))

@@ -1,8 +1,11 @@
 """What a run will read: the files a filter selects, an optional stable sample, and their schedule.
 
-Files are numbered in path order (that number tags their output, so results do
-not depend on scheduling) and queued largest first, so no worker is left with
-one big file at the end while the others idle.
+Files are packed, in path order, into bundles of about ``BUNDLE_BYTES``: a
+bundle is what a worker maps, combines and spills in one go, and what is
+retried if the worker dies. Bundles are numbered in path order (the number tags
+their output) and their size does not depend on the number of workers, so
+results do not depend on scheduling. They are queued largest first, so no
+worker is left with one big bundle at the end while the others idle.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from storage.commands import format_bytes
 
 from .mapper import MapTask
 
+BUNDLE_BYTES = 4 << 20
+"""Compressed bytes per bundle (about 30 MB of pings): few spills per key, many bundles per core."""
+
 SAMPLE_GROUP_LEVELS = (2, 5)
 """Dimension levels a sample keeps the share of: channel and submission date."""
 
@@ -32,15 +38,35 @@ class Plan:
     def total_bytes(self) -> int:
         return sum(t.size for t in self.tasks)
 
+    @property
+    def files(self) -> list[StoredFile]:
+        return sorted((f for t in self.tasks for f in t.files), key=lambda f: f.path)
+
 
 def make_plan(data_dir: str, selection: Schema | None, sample: float | None = None) -> Plan:
     files = find_files(data_dir, selection)
     if sample is not None:
         files = sample_files(files, sample)
-    tasks = [MapTask(index, f.path, f.dimensions, f.size) for index, f in enumerate(files)]
+    tasks = [MapTask(index, tuple(bundle)) for index, bundle in enumerate(bundles(files, BUNDLE_BYTES))]
     tasks.sort(key=lambda t: (-t.size, t.index))
     names = (selection or Schema.default()).field_names
     return Plan(tasks, names)
+
+
+def bundles(files: list[StoredFile], size: int) -> list[list[StoredFile]]:
+    """Consecutive files (path order) packed until a bundle reaches ``size`` bytes."""
+    packed: list[list[StoredFile]] = []
+    current: list[StoredFile] = []
+    current_size = 0
+    for f in files:
+        current.append(f)
+        current_size += f.size
+        if current_size >= size:
+            packed.append(current)
+            current, current_size = [], 0
+    if current:
+        packed.append(current)
+    return packed
 
 
 def sample_files(files: list[StoredFile], fraction: float) -> list[StoredFile]:
@@ -61,19 +87,20 @@ def sample_files(files: list[StoredFile], fraction: float) -> list[StoredFile]:
 
 def describe(plan: Plan, workers: int) -> str:
     """The ``--dry-run`` text: what is selected per dimension value, and how it is spread."""
-    lines = [f"{len(plan.tasks)} files, {format_bytes(plan.total_bytes)} selected"]
+    lines = [f"{len(plan.files)} files, {format_bytes(plan.total_bytes)} selected, "
+             f"in {len(plan.tasks)} bundles of about {format_bytes(BUNDLE_BYTES)}"]
     for level, name in enumerate(plan.field_names):
         totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for task in plan.tasks:
-            totals[task.dimensions[level]][0] += 1
-            totals[task.dimensions[level]][1] += task.size
+        for f in plan.files:
+            totals[f.dimensions[level]][0] += 1
+            totals[f.dimensions[level]][1] += f.size
         shown = sorted(totals.items())
         lines.append(f"  {name}: " + ", ".join(f"{value} ({count} files, {format_bytes(size)})"
                                                for value, (count, size) in shown[:12])
                      + (f", ... {len(shown) - 12} more" if len(shown) > 12 else ""))
-    lines.append(f"{workers} map workers take files from one queue, largest first; expected spread:")
+    lines.append(f"{workers} map workers take bundles from one queue, largest first; expected spread:")
     for worker, (count, size) in enumerate(expected_spread(plan, workers)):
-        lines.append(f"  worker {worker}: {count} files, {format_bytes(size)}")
+        lines.append(f"  worker {worker}: {count} bundles, {format_bytes(size)}")
     return "\n".join(lines)
 
 

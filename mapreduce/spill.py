@@ -59,13 +59,15 @@ def merge_runs(paths: list[str], work_dir: str) -> Iterator[Entry]:
         for start in range(0, len(paths), MAX_OPEN_RUNS):
             group = paths[start:start + MAX_OPEN_RUNS]
             target = os.path.join(work_dir, f"merge-{generation}-{start}.run")
-            write_run(target, heapq.merge(*map(read_run, group), key=_sort_key))
+            write_run(target, heapq.merge(*map(read_run, group)))
             for path in group:
                 os.remove(path)
             merged.append(target)
         paths = merged
         generation += 1
-    return heapq.merge(*map(read_run, paths), key=_sort_key)
+    # Entries compare by (ordered key, tag) first, and no two runs share a tag:
+    # plain tuple order is the merge order, with no key function to call.
+    return heapq.merge(*map(read_run, paths))
 
 
 def grouped(entries: Iterator[Entry]) -> Iterator[tuple[tuple, Any, Iterator[list]]]:
@@ -74,6 +76,3 @@ def grouped(entries: Iterator[Entry]) -> Iterator[tuple[tuple, Any, Iterator[lis
         first = next(group)
         yield ordered, first[2], itertools.chain([first[3]], (entry[3] for entry in group))
 
-
-def _sort_key(entry: Entry) -> tuple:
-    return entry[0], entry[1]

@@ -18,11 +18,12 @@ system-deps:
 	@command -v xz >/dev/null && command -v lz4 >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends xz-utils lz4; }
 
-demo: $(BIN)/mr system-deps
+# The main job: the dashboards' histogram aggregation over freshly generated sample data.
+demo: $(BIN)/mr
 	rm -rf $(DEMO_DIR)
-	$(BIN)/python bench/storage_bench.py --pings 2000 --data-dir $(DEMO_DIR)
-	$(BIN)/mr ls --data-dir $(DEMO_DIR) --partitions
-	$(BIN)/mr cat $$(find $(DEMO_DIR) -name '*.lzma' | sort | head -1) | head -2 | cut -c1-160
+	$(BIN)/mr gen $(DEMO_DIR)/data --pings 2000
+	$(BIN)/mr run jobs/histogram_aggregation.py --data-dir $(DEMO_DIR)/data --output $(DEMO_DIR)/aggregates.jsonl
+	$(BIN)/python bin/summarize-aggregates $(DEMO_DIR)/aggregates.jsonl
 
 test: $(BIN)/mr system-deps
 	$(BIN)/python -m pytest

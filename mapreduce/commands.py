@@ -9,6 +9,8 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import multiprocessing_logging
 
@@ -100,14 +102,14 @@ def run_command(args: argparse.Namespace) -> int:
                          budget_bytes=args.memory << 20, max_errors=args.max_errors,
                          allow_partial=args.allow_partial, delete_data=args.delete_data,
                          profile_dir=(args.work_dir or tempfile.gettempdir()) if args.profile else None)
-    multiprocessing_logging.install_mp_handler()
     progress = Progress("map", total_bytes=plan.total_bytes)
     started = time.time()
-    try:
-        result = _run_to_output(job, plan, options, args.output,
-                                lambda r, done: progress.update(r.records, done))
-    finally:
-        progress.finish()
+    with logs_from_workers():
+        try:
+            result = _run_to_output(job, plan, options, args.output,
+                                    lambda r, done: progress.update(r.records, done))
+        finally:
+            progress.finish()
     if args.output != "-":
         _write_meta(args, job, plan, options, result, started)
     sys.stderr.write(render_summary(result) + "\n")
@@ -119,6 +121,24 @@ def run_command(args: argparse.Namespace) -> int:
         log.warning("the result is INCOMPLETE: %d damaged input files were left out", len(result.missing))
         return EXIT_PARTIAL
     return 0
+
+
+@contextmanager
+def logs_from_workers() -> Iterator[None]:
+    """Route worker processes' log records through this process's handlers while the job runs.
+
+    Afterwards the relaying handlers are drained and removed, so nothing a
+    worker logged is lost and later messages are written directly.
+    """
+    multiprocessing_logging.install_mp_handler()
+    try:
+        yield
+    finally:
+        root = logging.getLogger()
+        relays = [h for h in root.handlers if isinstance(h, multiprocessing_logging.MultiProcessingHandler)]
+        multiprocessing_logging.uninstall_mp_handler()
+        for relay in relays:
+            relay.close()  # waits until every queued record has been emitted
 
 
 def _run_to_output(job, plan, options: RunOptions, output: str, on_progress) -> RunResult:
@@ -156,7 +176,8 @@ def _write_meta(args, job, plan, options: RunOptions, result: RunResult, started
                     "allow_partial": options.allow_partial, "sample": args.sample},
         "counters": dict(sorted(result.counters.items())),
         "records": result.records, "bad_lines": result.bad_lines, "bad_records": result.bad_records,
-        "errors": result.errors, "output_records": result.output_records,
+        "errors": result.errors, "output_records": result.output_records, "shuffle_bytes": result.spilled_bytes,
+        "shuffle_values": result.spilled_values,
         "missing_inputs": result.missing, "retried_inputs": result.retried,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": {"total": round(result.seconds, 3), "map": round(result.map_seconds, 3),

@@ -58,6 +58,7 @@ class RunResult:
     errors: int = 0
     output_records: int = 0
     spilled_bytes: int = 0
+    spilled_values: int = 0
     counters: Counter = field(default_factory=Counter)
     missing: list[str] = field(default_factory=list)
     """Damaged input files left out (only with --allow-partial)."""
@@ -76,6 +77,7 @@ class RunResult:
         self.bad_records += report.bad_records
         self.errors += report.errors
         self.spilled_bytes += report.spilled_bytes
+        self.spilled_values += report.spilled_values
         self.counters.update(report.counters or {})
         self.samples.extend((report.samples or [])[:max(0, REPORTED_SAMPLES - len(self.samples))])
 

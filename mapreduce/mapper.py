@@ -68,6 +68,7 @@ class FileReport:
     errors: int = 0
     uncompressed_bytes: int = 0
     spilled_bytes: int = 0
+    spilled_values: int = 0
     counters: Counter | None = None
     samples: list[str] | None = None
     corrupt: list[tuple[str, str]] | None = None
@@ -124,8 +125,8 @@ class _Worker:
             self.results.put(("done", self.id, task.index, report))
         if job.finish_map:
             self._call("finish_map", "the end of the worker", job.finish_map, context)
-        report = FileReport(counters=context.counters,
-                            spilled_bytes=self._spill(context, (self.settings.files + self.id, 0)))
+        spilled_bytes, spilled_values = self._spill(context, (self.settings.files + self.id, 0))
+        report = FileReport(counters=context.counters, spilled_bytes=spilled_bytes, spilled_values=spilled_values)
         self.results.put(("finished", self.id, report))
 
     def _map_file(self, task: MapTask) -> FileReport:
@@ -133,7 +134,9 @@ class _Worker:
         spills = [0]
 
         def spill_now() -> None:
-            report.spilled_bytes += self._spill(context, (task.index, spills[0]))
+            spilled_bytes, spilled_values = self._spill(context, (task.index, spills[0]))
+            report.spilled_bytes += spilled_bytes
+            report.spilled_values += spilled_values
             spills[0] += 1
 
         context = self._context(on_full=spill_now)
@@ -178,12 +181,13 @@ class _Worker:
     def _context(self, on_full=None) -> MapContext:
         return MapContext(self.job.combine, self.settings.budget_bytes, on_full or (lambda: None))
 
-    def _spill(self, context: MapContext, tag: tuple[int, int]) -> int:
-        """Combine what is buffered and write one sorted run per reducer; returns bytes written."""
+    def _spill(self, context: MapContext, tag: tuple[int, int]) -> tuple[int, int]:
+        """Combine what is buffered and write one sorted run per reducer; returns bytes and values written."""
         try:
             context.combine_all()
         except Exception as e:
-            raise self._failure("combine", f"file {tag[0]}", e) from None
+            raise self._failure("combine", f"bundle {tag[0]}", e) from None
+        spilled_values = context.values
         partitions: dict[int, list] = {}
         for key, values in context.items():
             ordered = order_key(key)
@@ -196,7 +200,7 @@ class _Worker:
             path = spill_path(self.settings.spill_dir, partition, tag)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             written += write_run(path, entries)
-        return written
+        return written, spilled_values
 
     def _call(self, name: str, where: str, function, context) -> None:
         try:

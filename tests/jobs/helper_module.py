@@ -1,0 +1,3 @@
+"""A module beside a job script, imported by it."""
+
+PREFIX = "from-helper:"

@@ -1,0 +1,6 @@
+def map(key, dims, value, context):
+    context.write(dims[2], 1)
+
+
+def reduce(key, values, context):
+    context.write(key, sum(values))

@@ -1,0 +1,2 @@
+def reduce(key, values, context):
+    pass

@@ -1,0 +1,2 @@
+def map(key, dims, value, context)
+    pass

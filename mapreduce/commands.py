@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import os
+import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -20,7 +22,7 @@ from storage.commands import existing_dir, format_bytes, schema_file
 from . import __version__
 from .engine import RunOptions, RunResult, run_job
 from .errors import JobLoadError
-from .job import load_job
+from .job import Job, load_job
 from .plan import describe, make_plan
 from .progress import Progress
 
@@ -39,7 +41,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                     "succeeds, with a provenance sidecar <output>.meta.json.",
         epilog="example: mr run jobs/osdistribution.py --data-dir data --input-filter nightly.json "
                "--output out.tsv")
-    run.add_argument("job", metavar="JOB.py", help="the job script")
+    run.add_argument("job", metavar="JOB.py", nargs="?",
+                     help="the job script (optional when --mapper-cmd does the mapping)")
     run.add_argument("-d", "--data-dir", required=True, type=existing_dir, metavar="DIR",
                      help="root of the storage layout")
     run.add_argument("-f", "--input-filter", type=schema_file, metavar="FILE",
@@ -68,6 +71,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--sample", type=fraction, metavar="FRACTION",
                      help="run on a stable sample of the files (the same each time, per channel and date)")
     run.add_argument("--dry-run", action="store_true", help="print what would be read and how, then stop")
+    streaming = run.add_argument_group(
+        "external executables", "Run programs in any language in place of the job's functions (see the "
+        "README for the line protocol). A job may mix them with Python functions.")
+    streaming.add_argument("--mapper-cmd", metavar="CMD",
+                           help="reads uuid<TAB>dims<TAB>json lines, writes key<TAB>value lines")
+    streaming.add_argument("--combiner-cmd", metavar="CMD", help="key<TAB>value lines in, key<TAB>value lines out")
+    streaming.add_argument("--reducer-cmd", metavar="CMD", help="key<TAB>value lines in, key<TAB>value lines out")
     run.set_defaults(run=run_command)
 
 
@@ -89,7 +99,7 @@ def run_command(args: argparse.Namespace) -> int:
     verbose = max(args.verbose, args.run_verbose)
     if verbose:
         logging.getLogger().setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
-    job = load_job(args.job)
+    job = _load(args)
     if args.output != "-":
         _check_writable(args.output)
     plan = make_plan(args.data_dir, args.input_filter, args.sample)
@@ -101,7 +111,8 @@ def run_command(args: argparse.Namespace) -> int:
     options = RunOptions(num_mappers=args.num_mappers, num_reducers=args.num_reducers, work_dir=args.work_dir,
                          budget_bytes=args.memory << 20, max_errors=args.max_errors,
                          allow_partial=args.allow_partial, delete_data=args.delete_data,
-                         profile_dir=(args.work_dir or tempfile.gettempdir()) if args.profile else None)
+                         profile_dir=(args.work_dir or tempfile.gettempdir()) if args.profile else None,
+                         mapper_cmd=args.mapper_cmd, combiner_cmd=args.combiner_cmd, reducer_cmd=args.reducer_cmd)
     progress = Progress("map", total_bytes=plan.total_bytes)
     started = time.time()
     with logs_from_workers():
@@ -121,6 +132,21 @@ def run_command(args: argparse.Namespace) -> int:
         log.warning("the result is INCOMPLETE: %d damaged input files were left out", len(result.missing))
         return EXIT_PARTIAL
     return 0
+
+
+def _load(args: argparse.Namespace) -> Job:
+    """The job script (or an empty job for external commands), checked before any work."""
+    for option in ("mapper_cmd", "combiner_cmd", "reducer_cmd"):
+        command = getattr(args, option)
+        if command is not None:
+            words = shlex.split(command)
+            if not words or shutil.which(words[0]) is None:
+                raise JobLoadError(f"--{option.replace('_', '-')}: cannot find the program {command!r}")
+    if args.job is None:
+        if args.mapper_cmd is None:
+            raise JobLoadError("give a job script (JOB.py) or --mapper-cmd")
+        return Job(path="<external commands>", source_hash="", module=None)
+    return load_job(args.job, require_map=args.mapper_cmd is None)
 
 
 @contextmanager
@@ -167,7 +193,8 @@ def _check_writable(output: str) -> None:
 def _write_meta(args, job, plan, options: RunOptions, result: RunResult, started: float) -> None:
     meta = {
         "mr_version": __version__,
-        "job": {"path": os.path.abspath(job.path), "sha256": job.source_hash},
+        "job": {"path": os.path.abspath(job.path) if args.job else None, "sha256": job.source_hash,
+                "mapper_cmd": args.mapper_cmd, "combiner_cmd": args.combiner_cmd, "reducer_cmd": args.reducer_cmd},
         "filter": _filter_document(args.input_filter),
         "data_dir": os.path.abspath(args.data_dir),
         "inputs": [{"path": f.path, "bytes": f.size} for f in plan.files],

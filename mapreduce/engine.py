@@ -45,6 +45,9 @@ class RunOptions:
     allow_partial: bool = False
     delete_data: bool = False
     profile_dir: str | None = None
+    mapper_cmd: str | None = None
+    combiner_cmd: str | None = None
+    reducer_cmd: str | None = None
 
 
 @dataclass
@@ -119,7 +122,8 @@ class _MapPhase:
         self.result = result
         self.on_progress = on_progress
         self.settings = MapSettings(job, len(plan.tasks), options.num_reducers, spill_dir, options.budget_bytes,
-                                    options.max_errors, options.profile_dir, options.delete_data)
+                                    options.max_errors, options.profile_dir, options.delete_data,
+                                    options.mapper_cmd, options.combiner_cmd)
         self.context = multiprocessing.get_context("fork")
         self.tasks = self.context.Queue()
         self.results = self.context.Queue()
@@ -261,11 +265,14 @@ class _MapPhase:
 def _reduce_all(job: Job, work_dir: str, spill_dir: str, options: RunOptions) -> list[ReduceReport]:
     """Reduce every partition, on up to num_mappers processes; JobCodeError if the job's code raised."""
     partitions = list(range(options.num_reducers))
+
+    def reduce(partition: int) -> ReduceReport:
+        return reduce_partition(job, work_dir, spill_dir, partition, options.reducer_cmd)
+
     if len(partitions) == 1:
-        reports = [reduce_partition(job, work_dir, spill_dir, 0)]
+        reports = [reduce(0)]
     else:
-        reports = _in_processes(lambda p: reduce_partition(job, work_dir, spill_dir, p), partitions,
-                                max(1, options.num_mappers))
+        reports = _in_processes(reduce, partitions, max(1, options.num_mappers))
     for report in reports:
         if report.failure:
             raise JobCodeError(*report.failure)

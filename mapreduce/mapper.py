@@ -24,6 +24,7 @@ from .context import MapContext
 from .job import Job
 from .keys import order_key, partition_of
 from .spill import write_run
+from .streaming import Pipe, StreamingFailure, key_value_lines
 
 BAD_RECORD_SAMPLES = 5
 PROGRESS_EVERY = 1.0
@@ -56,6 +57,8 @@ class MapSettings:
     max_errors: int = 0
     profile_dir: str | None = None
     delete_data: bool = False
+    mapper_cmd: str | None = None
+    combiner_cmd: str | None = None
 
 
 @dataclass
@@ -140,6 +143,20 @@ class _Worker:
             spills[0] += 1
 
         context = self._context(on_full=spill_now)
+        if self.settings.mapper_cmd:
+            self._map_externally(task, context, report)
+        else:
+            self._map_in_python(task, context, report)
+        report.counters = context.counters
+        spill_now()
+        if self.settings.delete_data:
+            damaged = {path for path, _ in report.corrupt}
+            for stored in task.files:
+                if stored.path not in damaged:
+                    os.remove(stored.path)
+        return report
+
+    def _map_in_python(self, task: MapTask, context: MapContext, report: FileReport) -> None:
         done_bytes = 0
         for stored in task.files:
             reader = stored.open()
@@ -151,14 +168,30 @@ class _Worker:
             report.bad_lines += reader.bad_lines
             report.uncompressed_bytes += reader.uncompressed_bytes
             done_bytes += stored.size
-        report.counters = context.counters
-        spill_now()
-        if self.settings.delete_data:
-            damaged = {path for path, _ in report.corrupt}
+
+    def _map_externally(self, task: MapTask, context: MapContext, report: FileReport) -> None:
+        """Feed the bundle's pings to the mapper command; its key<TAB>value lines go into the buffer."""
+        current = [task.files[0].path]
+
+        def lines():
             for stored in task.files:
-                if stored.path not in damaged:
-                    os.remove(stored.path)
-        return report
+                current[0] = stored.path
+                reader = stored.open()
+                dims = "/".join(stored.dimensions)
+                try:
+                    for uuid, payload in reader:
+                        yield f"{uuid}\t{dims}\t{payload}\n".encode("utf-8")
+                except CorruptFileError as e:
+                    report.corrupt.append((stored.path, str(e)))
+                report.records += reader.records
+                report.bad_lines += reader.bad_lines
+                report.uncompressed_bytes += reader.uncompressed_bytes
+
+        try:
+            for key, value in Pipe(self.settings.mapper_cmd, lines(), lambda: f"input {current[0]}").pairs():
+                context.write(key, value)
+        except StreamingFailure as failure:
+            raise _JobFailed("mapper command", *failure.args) from None
 
     def _map_records(self, reader, context: MapContext, report: FileReport, done_bytes: int) -> None:
         dims = list(reader.dimensions)
@@ -184,7 +217,11 @@ class _Worker:
     def _spill(self, context: MapContext, tag: tuple[int, int]) -> tuple[int, int]:
         """Combine what is buffered and write one sorted run per reducer; returns bytes and values written."""
         try:
+            if self.settings.combiner_cmd:
+                self._combine_externally(context, tag)
             context.combine_all()
+        except StreamingFailure as failure:
+            raise _JobFailed("combiner command", *failure.args) from None
         except Exception as e:
             raise self._failure("combine", f"bundle {tag[0]}", e) from None
         spilled_values = context.values
@@ -201,6 +238,15 @@ class _Worker:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             written += write_run(path, entries)
         return written, spilled_values
+
+    def _combine_externally(self, context: MapContext, tag: tuple[int, int]) -> None:
+        """Replace the buffer by what the combiner command makes of it (fed in key order)."""
+        items = sorted(context.items(), key=lambda item: order_key(item[0]))
+        pairs = ((key, value) for key, values in items for value in values)
+        context.clear()
+        for key, value in Pipe(self.settings.combiner_cmd, key_value_lines(pairs),
+                               lambda: f"the pairs of bundle {tag[0]}").pairs():
+            context.write(key, value)
 
     def _call(self, name: str, where: str, function, context) -> None:
         try:

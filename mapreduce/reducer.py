@@ -16,7 +16,9 @@ from typing import Any
 from .context import COMBINE_THRESHOLD, OutputContext, CombineContext
 from .job import Job
 from .mapper import job_traceback
+from .keys import order_key
 from .spill import grouped, merge_runs, write_run
+from .streaming import Pipe, StreamingFailure, key_value_lines
 
 
 @dataclass
@@ -33,7 +35,8 @@ def output_path(work_dir: str, partition: int) -> str:
     return os.path.join(work_dir, "out", f"r{partition:04d}.out")
 
 
-def reduce_partition(job: Job, work_dir: str, spill_dir: str, partition: int) -> ReduceReport:
+def reduce_partition(job: Job, work_dir: str, spill_dir: str, partition: int,
+                     reducer_cmd: str | None = None) -> ReduceReport:
     report = ReduceReport()
     runs = glob.glob(os.path.join(spill_dir, f"p{partition:04d}", "*.run"))
     lines: list[str] = []
@@ -54,14 +57,27 @@ def reduce_partition(job: Job, work_dir: str, spill_dir: str, partition: int) ->
             yield ordered, "".join(lines)
             lines.clear()
 
+    def external_outputs():
+        merged = grouped(merge_runs(runs, os.path.dirname(path)))
+        pairs = ((key, value) for _, key, value_lists in merged for values in value_lists for value in values)
+        written = []
+        for key, value in Pipe(reducer_cmd, key_value_lines(pairs), lambda: f"partition {partition}").pairs():
+            written.append((order_key(key), f"{key}{context.field_separator}{value}{context.record_separator}"))
+        written.sort(key=lambda entry: entry[0])  # stable: the command's order within a key
+        report.keys = len({entry[0] for entry in written})
+        report.records = len(written)
+        return written
+
     try:
         if job.setup_reduce:
             _call("setup_reduce", "setup", lambda: job.setup_reduce(context), job)
         report.preamble = "".join(lines)
         lines.clear()
-        write_run(path, outputs())
+        write_run(path, external_outputs() if reducer_cmd else outputs())
     except _ReduceFailed as failure:
         report.failure = failure.args
+    except StreamingFailure as failure:
+        report.failure = ("reducer command", *failure.args)
     report.counters = context.counters
     return report
 

@@ -24,7 +24,7 @@ from typing import Callable, TextIO
 
 from .errors import JobCodeError, JobError
 from .job import Job
-from .mapper import FileReport, MapSettings, file_spills, run_worker
+from .mapper import BundleReport, MapSettings, bundle_spills, run_worker
 from .plan import Plan
 from .reducer import ReduceReport, output_path, reduce_partition
 from .spill import read_run
@@ -71,7 +71,7 @@ class RunResult:
     reduce_seconds: float = 0.0
     seconds: float = 0.0
 
-    def add(self, report: FileReport, size: int = 0, files: int = 0) -> None:
+    def add(self, report: BundleReport, size: int = 0, files: int = 0) -> None:
         self.files += files
         self.compressed_bytes += size
         self.uncompressed_bytes += report.uncompressed_bytes
@@ -174,7 +174,7 @@ class _MapPhase:
             self.in_flight[worker] = message[3]
             self._progress()
         elif kind == "done":
-            self._file_done(worker, message[2], message[3])
+            self._bundle_done(worker, message[2], message[3])
         elif kind == "finished":
             self.result.add(message[2])
             self.finished.add(worker)
@@ -182,7 +182,7 @@ class _MapPhase:
             function, where, error, traceback = message[2:]
             raise JobCodeError(function, where, error, traceback)
 
-    def _file_done(self, worker: int, index: int, report: FileReport) -> None:
+    def _bundle_done(self, worker: int, index: int, report: BundleReport) -> None:
         task = self.by_index[index]
         self.current.pop(worker, None)
         self.in_flight.pop(worker, None)
@@ -239,7 +239,7 @@ class _MapPhase:
         log.error("map worker %d (pid %d) %s while reading %s; retrying them on a new worker",
                   worker, process.pid, how, task.name)
         self.result.retried.extend(f.path for f in task.files)
-        for path in file_spills(self.settings.spill_dir, index):
+        for path in bundle_spills(self.settings.spill_dir, index):
             os.remove(path)
         self.in_flight.pop(worker, None)
         self.tasks.put(task)

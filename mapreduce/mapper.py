@@ -62,8 +62,8 @@ class MapSettings:
 
 
 @dataclass
-class FileReport:
-    """What mapping one file produced, sent to the coordinator when the file is done."""
+class BundleReport:
+    """What mapping one bundle produced, sent to the coordinator when the bundle is done."""
 
     records: int = 0
     bad_lines: int = 0
@@ -82,8 +82,8 @@ def spill_path(spill_dir: str, partition: int, tag: tuple[int, int]) -> str:
     return os.path.join(spill_dir, f"p{partition:04d}", f"f{tag[0]:07d}-s{tag[1]:05d}.run")
 
 
-def file_spills(spill_dir: str, index: int) -> list[str]:
-    """Every run spilled for one input file, in any partition."""
+def bundle_spills(spill_dir: str, index: int) -> list[str]:
+    """Every run spilled for one bundle, in any partition."""
     return glob.glob(os.path.join(spill_dir, "p*", f"f{index:07d}-s*.run"))
 
 
@@ -124,16 +124,16 @@ class _Worker:
             self._call("setup_map", "setup", job.setup_map, context)
         while (task := tasks.get()) is not None:
             self.results.put(("start", self.id, task.index))
-            report = self._map_file(task)
+            report = self._map_bundle(task)
             self.results.put(("done", self.id, task.index, report))
         if job.finish_map:
             self._call("finish_map", "the end of the worker", job.finish_map, context)
         spilled_bytes, spilled_values = self._spill(context, (self.settings.files + self.id, 0))
-        report = FileReport(counters=context.counters, spilled_bytes=spilled_bytes, spilled_values=spilled_values)
+        report = BundleReport(counters=context.counters, spilled_bytes=spilled_bytes, spilled_values=spilled_values)
         self.results.put(("finished", self.id, report))
 
-    def _map_file(self, task: MapTask) -> FileReport:
-        report = FileReport(samples=[], corrupt=[])
+    def _map_bundle(self, task: MapTask) -> BundleReport:
+        report = BundleReport(samples=[], corrupt=[])
         spills = [0]
 
         def spill_now() -> None:
@@ -156,7 +156,7 @@ class _Worker:
                     os.remove(stored.path)
         return report
 
-    def _map_in_python(self, task: MapTask, context: MapContext, report: FileReport) -> None:
+    def _map_in_python(self, task: MapTask, context: MapContext, report: BundleReport) -> None:
         done_bytes = 0
         for stored in task.files:
             reader = stored.open()
@@ -169,7 +169,7 @@ class _Worker:
             report.uncompressed_bytes += reader.uncompressed_bytes
             done_bytes += stored.size
 
-    def _map_externally(self, task: MapTask, context: MapContext, report: FileReport) -> None:
+    def _map_externally(self, task: MapTask, context: MapContext, report: BundleReport) -> None:
         """Feed the bundle's pings to the mapper command; its key<TAB>value lines go into the buffer."""
         current = [task.files[0].path]
 
@@ -193,7 +193,7 @@ class _Worker:
         except StreamingFailure as failure:
             raise _JobFailed("mapper command", *failure.args) from None
 
-    def _map_records(self, reader, context: MapContext, report: FileReport, done_bytes: int) -> None:
+    def _map_records(self, reader, context: MapContext, report: BundleReport, done_bytes: int) -> None:
         dims = list(reader.dimensions)
         map_function = self.job.map
         next_progress = time.monotonic() + PROGRESS_EVERY
@@ -254,7 +254,7 @@ class _Worker:
         except Exception as e:
             raise self._failure(name, where, e) from None
 
-    def _job_error(self, function: str, where: str, error: Exception, report: FileReport) -> None:
+    def _job_error(self, function: str, where: str, error: Exception, report: BundleReport) -> None:
         self.errors += 1
         if self.errors > self.settings.max_errors:
             raise self._failure(function, where, error)

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""The engine against its floors, on the same files and cores, in the same run.
+
+Generates (once, cached under bench/out/) at least 1 GB of synthetic pings as
+LZMA-alone files, then times with every core:
+
+  floors   parallel `xz --format=lzma -dc`          (decompression alone)
+           parallel decompress + orjson parse       (the least any parsing job can cost)
+  jobs     jobs/count.py (dims only)                 target: within 1.15x of parallel xz
+           jobs/channel_os.py (parses every ping)    target: within 1.05x of decompress+parse
+           jobs/histogram_aggregation.py             target: within 1.25x of decompress+parse
+  memory   peak RSS of the aggregation on a tenth of the data and on all of it (flat: ratio near 1)
+
+    python bench/engine_bench.py --pings 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, ROOT)
+
+import orjson  # noqa: E402
+
+from converter.synthetic import generate  # noqa: E402
+from storage import RecordReader, find_files  # noqa: E402
+from storage.allocator import keep_freed_memory  # noqa: E402
+from storage.commands import format_bytes  # noqa: E402
+
+MR = [sys.executable, os.path.join(ROOT, "bin", "mr")]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pings", type=int, default=20000)
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--data", default=os.path.join(ROOT, "bench", "out", "engine-data"),
+                        help="where the generated data is kept between runs")
+    args = parser.parse_args()
+    keep_freed_memory()
+
+    data = f"{args.data}-{args.pings}"
+    if not os.path.isdir(data):
+        print(f"generating {args.pings:,} pings into {data} (once) ...", flush=True)
+        partial = data + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        written = generate(partial, args.pings, seed=42, workers=args.cores)
+        os.rename(partial, data)
+        print(f"  {format_bytes(written)} uncompressed")
+    files = [f.path for f in find_files(data)]
+    compressed = sum(os.path.getsize(f) for f in files)
+    print(f"{len(files)} files, {format_bytes(compressed)} compressed, {args.cores} cores\n")
+
+    halves = split(files, args.cores)
+    rows = []
+    xz = best_of(2, lambda: parallel_commands(["xz --format=lzma -dc " + " ".join(h) + " > /dev/null"
+                                               for h in halves]))
+    rows.append(("floor: parallel xz -dc", xz, None, None))
+    parse, records, raw = best_of(2, lambda: parallel_parse(halves), with_result=True)
+    rows.append(("floor: decompress + orjson parse", parse, None, None))
+
+    for job, floor, target in (("count.py", xz, 1.15), ("channel_os.py", parse, 1.05),
+                               ("histogram_aggregation.py", parse, 1.25)):
+        seconds = best_of(2, lambda: run_job(job, data, args.cores))
+        rows.append((f"mr run jobs/{job}", seconds, seconds / floor, target))
+
+    small = peak_rss(["run", os.path.join(ROOT, "jobs", "histogram_aggregation.py"), "-d", data,
+                      "--sample", "0.1"])
+    large = peak_rss(["run", os.path.join(ROOT, "jobs", "histogram_aggregation.py"), "-d", data])
+
+    print(f"{records:,} pings, {format_bytes(raw)} uncompressed\n")
+    print(f"{'':<38}{'seconds':>9}{'pings/s':>10}{'MB/s':>8}{'ratio':>8}{'target':>8}")
+    for name, seconds, ratio, target in rows:
+        line = f"{name:<38}{seconds:>9.2f}{records / seconds:>10,.0f}{raw / seconds / 1e6:>8.0f}"
+        if ratio is not None:
+            line += f"{ratio:>7.2f}x{target:>7.2f}x" + ("" if ratio <= target else "  MISSED")
+        print(line)
+    print(f"\npeak RSS, histogram aggregation: {small / 1024:.0f} MB on a 10% sample, "
+          f"{large / 1024:.0f} MB on all data ({large / small:.2f}x for ~10x the data)")
+    return 0
+
+
+def split(files: list[str], parts: int) -> list[list[str]]:
+    """Files spread over ``parts`` by size, largest first (as the engine's queue does)."""
+    loads = [[0, []] for _ in range(parts)]
+    for path in sorted(files, key=os.path.getsize, reverse=True):
+        smallest = min(loads, key=lambda load: load[0])
+        smallest[0] += os.path.getsize(path)
+        smallest[1].append(path)
+    return [paths for _, paths in loads if paths]
+
+
+def parallel_commands(commands: list[str]) -> None:
+    processes = [subprocess.Popen(command, shell=True) for command in commands]
+    if any(p.wait() for p in processes):
+        raise SystemExit("a floor command failed")
+
+
+def parse_files(paths: list[str]) -> tuple[int, int]:
+    keep_freed_memory()
+    records = raw = 0
+    for path in paths:
+        reader = RecordReader(path)
+        for _, payload in reader:
+            orjson.loads(payload)
+            records += 1
+        raw += reader.uncompressed_bytes
+    return records, raw
+
+
+def parallel_parse(halves: list[list[str]]) -> tuple[int, int]:
+    with ProcessPoolExecutor(len(halves)) as pool:
+        results = list(pool.map(parse_files, halves))
+    return sum(r for r, _ in results), sum(b for _, b in results)
+
+
+def run_job(job: str, data: str, cores: int) -> None:
+    subprocess.run(MR + ["run", os.path.join(ROOT, "jobs", job), "-d", data, "-m", str(cores), "-o", "-"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def peak_rss(arguments: list[str]) -> int:
+    probe = ("import resource, subprocess, sys;"
+             "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    return int(subprocess.run([sys.executable, "-c", probe, *MR, *arguments], capture_output=True, text=True,
+                              check=True).stdout)
+
+
+def best_of(times: int, function, with_result: bool = False):
+    best, result = None, None
+    for _ in range(times):
+        start = time.perf_counter()
+        result = function()
+        seconds = time.perf_counter() - start
+        best = seconds if best is None else min(best, seconds)
+    return (best, *result) if with_result else best
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,44 +1,38 @@
 """The dashboard aggregation: for every (channel, major version, histogram), the element-wise
-sum of the histogram arrays and the number of pings. One JSON object per line:
+sum of the histogram arrays and the number of pings that had it. One JSON object per line:
 
     {"channel": "nightly", "version": "27", "histogram": "GC_MS", "pings": 812, "values": [...]}
 
-Histograms whose bucket layout changed between builds are refused and counted, not mixed.
+Each ping is written once, keyed by (channel, major version), with all its histograms;
+combine merges them name by name. Histograms whose bucket layout changed between builds
+are refused and counted ("histogram layout changed: NAME"), not mixed.
 """
 
-from mapreduce.telemetry import dumps, loads, merge_histograms
+from mapreduce.telemetry import dumps, loads, merge_histogram_sets
 
 
 def map(key, dims, value, context):
-    channel = dims[2]
-    version = dims[3].split(".", 1)[0]
-    for name, array in loads(value)["histograms"].items():
-        context.write((channel, version, name), (1, array))
+    context.write((dims[2], dims[3].split(".", 1)[0]), loads(value)["histograms"])
 
 
-combine = merge_histograms
+combine = merge_histogram_sets
 
 
 def reduce(key, values, context):
-    merged = _Merged()
-    merge_histograms(key, values, merged)
-    context.counters.update(merged.counters)
-    channel, version, name = key
-    pings, sums = merged.value
-    context.writeline(dumps({"channel": channel, "version": version, "histogram": name,
-                             "pings": pings, "values": sums}).decode())
+    merged = _Capture(context)
+    merge_histogram_sets(key, values, merged)
+    channel, version = key
+    for name, (pings, sums) in sorted(merged.value.items()):
+        context.writeline(dumps({"channel": channel, "version": version, "histogram": name,
+                                 "pings": pings, "values": sums}).decode())
 
 
-class _Merged:
-    """Catches what merge_histograms writes, so reduce can format it."""
+class _Capture:
+    """Keeps what merge_histogram_sets writes; counters go to the real context."""
 
-    def __init__(self):
-        from collections import Counter
-        self.counters = Counter()
+    def __init__(self, context):
+        self.increment = context.increment
         self.value = None
 
     def write(self, key, value):
         self.value = value
-
-    def increment(self, name, amount=1):
-        self.counters[name] += amount

@@ -9,13 +9,16 @@ read which file. Messages to the coordinator are plain tuples.
 from __future__ import annotations
 
 import cProfile
+import gc
 import glob
 import os
 import signal
 import time
 import traceback
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 from storage import CorruptFileError, StoredFile
 from storage.allocator import keep_freed_memory
@@ -105,6 +108,24 @@ def run_worker(worker_id: int, settings: MapSettings, tasks, results) -> None:
             profiler.dump_stats(os.path.join(settings.profile_dir, f"map-{worker_id}-{os.getpid()}.prof"))
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector while a bundle is mapped, and collect once afterwards.
+
+    Parsed pings are thousands of fresh lists each; with the collector on, its
+    passes over the growing buffer took a fifth of the aggregation's time.
+    Cyclic garbage a job makes is still collected, once per bundle.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.collect()
+
+
 class _JobFailed(Exception):
     """Carries (function, where, error, job traceback) out of the worker."""
 
@@ -124,7 +145,8 @@ class _Worker:
             self._call("setup_map", "setup", job.setup_map, context)
         while (task := tasks.get()) is not None:
             self.results.put(("start", self.id, task.index))
-            report = self._map_bundle(task)
+            with collector_paused():
+                report = self._map_bundle(task)
             self.results.put(("done", self.id, task.index, report))
         if job.finish_map:
             self._call("finish_map", "the end of the worker", job.finish_map, context)

@@ -11,7 +11,7 @@ LZMA-alone files, then times with every core:
            jobs/histogram_aggregation.py             target: within 1.25x of decompress+parse
   memory   peak RSS of the aggregation on a tenth of the data and on all of it (flat: ratio near 1)
 
-    python bench/engine_bench.py --pings 20000
+    python bench/engine_bench.py
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ MR = [sys.executable, os.path.join(ROOT, "bin", "mr")]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pings", type=int, default=20000)
+    parser.add_argument("--pings", type=int, default=25000, help="default: 25,000 (about 1.05 GB)")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--data", default=os.path.join(ROOT, "bench", "out", "engine-data"),
                         help="where the generated data is kept between runs")
@@ -60,15 +60,15 @@ def main() -> int:
 
     halves = split(files, args.cores)
     rows = []
-    xz = best_of(2, lambda: parallel_commands(["xz --format=lzma -dc " + " ".join(h) + " > /dev/null"
+    xz = best_of(3, lambda: parallel_commands(["xz --format=lzma -dc " + " ".join(h) + " > /dev/null"
                                                for h in halves]))
     rows.append(("floor: parallel xz -dc", xz, None, None))
-    parse, records, raw = best_of(2, lambda: parallel_parse(halves), with_result=True)
+    parse, records, raw = best_of(3, lambda: parallel_parse(halves), with_result=True)
     rows.append(("floor: decompress + orjson parse", parse, None, None))
 
     for job, floor, target in (("count.py", xz, 1.15), ("channel_os.py", parse, 1.05),
                                ("histogram_aggregation.py", parse, 1.25)):
-        seconds = best_of(2, lambda: run_job(job, data, args.cores))
+        seconds = best_of(3, lambda: run_job(job, data, args.cores))
         rows.append((f"mr run jobs/{job}", seconds, seconds / floor, target))
 
     small = peak_rss(["run", os.path.join(ROOT, "jobs", "histogram_aggregation.py"), "-d", data,

@@ -1,10 +1,11 @@
 """Realistic synthetic converted pings for demos, tests and benchmarks, deterministic for a seed.
 
 Histograms come from a real Histograms.json (revision 8d3810543edc, shipped
-with the package): each ping carries about 300 of its 588 usable histograms as
-compact arrays, sparse the way real ones are, so pings are about 60 kB like
-the real sample and compress alike. Channels, versions, build ids, OSes and
-submission dates vary.
+with the package), in the shape of the real sample ping: 280-340 histograms of
+up to 300 buckets (37 numbers per array on average, as in the sample), sparse
+the way real ones are, and now and then one of the 1,000-bucket developer-tools
+histograms that real pings rarely carry. Channels, versions, build ids, OSes
+and submission dates vary.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ OS_WEIGHTS = (55, 20, 15, 10)
 REASONS = ("saved-session", "idle-daily")
 REASON_WEIGHTS = (90, 10)
 FIRST_DATE = 20131010
-HISTOGRAMS_PER_PING = (180, 280)
+HISTOGRAMS_PER_PING = (280, 340)
+COMMON_MAX_BUCKETS = 300
+RARE_CHANCE = 0.01
+"""How often a ping carries each of the few very large (1,000-bucket) histograms."""
 
 
 def shipped_definitions() -> Definitions:
@@ -40,6 +44,8 @@ def synthetic_pings(count: int, seed: int = 1, days: int = 3) -> Iterator[tuple[
     """Yield ``(uuid, converted ping, dimension values)``."""
     rng = random.Random(seed)
     definitions = sorted(shipped_definitions().usable.values(), key=lambda h: h.name)
+    common = [h for h in definitions if h.bucket_count <= COMMON_MAX_BUCKETS]
+    rare = [h for h in definitions if h.bucket_count > COMMON_MAX_BUCKETS]
     channels = list(CHANNELS)
     for _ in range(count):
         channel = rng.choices(channels, CHANNEL_WEIGHTS)[0]
@@ -53,7 +59,8 @@ def synthetic_pings(count: int, seed: int = 1, days: int = 3) -> Iterator[tuple[
                 "locale": rng.choice(("en-US", "de", "fr", "ja", "es-ES")), "cpucount": rng.choice((2, 4, 8)),
                 "memsize": rng.choice((2046, 4096, 8192, 16384)), "arch": rng.choice(("x86", "x86-64")),
                 "revision": "http://hg.mozilla.org/mozilla-central/rev/8d3810543edc"}
-        chosen = rng.sample(definitions, rng.randint(*HISTOGRAMS_PER_PING))
+        chosen = rng.sample(common, rng.randint(*HISTOGRAMS_PER_PING))
+        chosen += [h for h in rare if rng.random() < RARE_CHANCE]
         histograms = {h.name: _histogram(rng, h) for h in sorted(chosen, key=lambda h: h.name)}
         ping = {"ver": 2, "info": info, "histograms": histograms,
                 "simpleMeasurements": {"uptime": rng.randint(1, 5000), "main": rng.randint(100, 900),

@@ -17,6 +17,7 @@ setup(
         "boto3>=1.28",
         "multiprocessing-logging>=0.3.4",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    # moto in server mode is the S3-compatible server the tests start on 127.0.0.1.
+    extras_require={"test": ["pytest>=8", "moto[server]>=5"]},
     entry_points={"console_scripts": ["mr = mapreduce.cli:main"]},
 )

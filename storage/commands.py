@@ -12,8 +12,10 @@ from typing import Iterable
 from .codecs import COMPRESSORS
 from .compressor import compress_pending
 from .errors import CorruptFileError, SchemaError
+from .export import export_logs
 from .finder import StoredFile, find_files
 from .reader import RecordReader
+from .s3 import S3Settings, check_bucket, make_client
 from .schema import Schema
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,38 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     compress.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                           help="processes to compress with (default: number of cores)")
     compress.set_defaults(run=run_compress)
+
+    add_export_command(commands)
+
+
+def add_export_command(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export", help="upload compressed logs to S3, verified, optionally removing them",
+        description="Upload every compressed log under a storage directory to the same relative key in a "
+                    "bucket, in parallel, verifying each by size and checksum. With --delete, a local file is "
+                    "removed only after its upload is verified. Re-running resumes: files already in the "
+                    "bucket are skipped after verification. Pending logs are compressed first.",
+        epilog="example: mr export --storage /data/telemetry --bucket telemetry-published --prefix v2 --delete")
+    export.add_argument("--storage", required=True, type=existing_dir, metavar="DIR")
+    export.add_argument("--bucket", required=True, metavar="BUCKET")
+    export.add_argument("--prefix", default="", metavar="PREFIX", help="key prefix in the bucket")
+    export.add_argument("--delete", action="store_true", help="remove each local file once verified in S3")
+    export.add_argument("--workers", type=int, default=8, metavar="N", help="parallel uploads (default: 8)")
+    add_s3_arguments(export)
+    export.set_defaults(run=run_export)
+
+
+def add_s3_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where S3 is and how patient to be with it; credentials come from boto3's standard chain."""
+    parser.add_argument("--s3-endpoint-url", metavar="URL",
+                        help="an S3-compatible service (default: AWS_ENDPOINT_URL, else AWS)")
+    parser.add_argument("--s3-retries", type=int, default=5, metavar="N", help="retries per request (default: 5)")
+    parser.add_argument("--s3-timeout", type=float, default=60, metavar="SECONDS",
+                        help="connect and read timeout (default: 60)")
+
+
+def s3_settings(args: argparse.Namespace) -> S3Settings:
+    return S3Settings(args.s3_endpoint_url, args.s3_retries, args.s3_timeout)
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +131,17 @@ def run_ls(args: argparse.Namespace) -> int:
     total = sum(f.size for f in files)
     print(f"total: {len(files)} files, {total} bytes ({format_bytes(total)})")
     return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    client = make_client(s3_settings(args))
+    check_bucket(client, args.bucket)
+    stats = export_logs(args.storage, client, args.bucket, args.prefix, args.delete, args.workers)
+    print(f"exported {stats.files} files ({format_bytes(stats.bytes)}), skipped {stats.skipped} already in "
+          f"s3://{args.bucket}/{args.prefix}, removed {stats.deleted} local files, failed {len(stats.failed)}")
+    for failure in stats.failed:
+        print(f"failed: {failure}")
+    return 1 if stats.failed else 0
 
 
 def run_compress(args: argparse.Namespace) -> int:

@@ -124,3 +124,60 @@ def raw_payload(revision_url: str, histograms: dict, **info) -> dict:
             "revision": revision_url}
     base.update(info)
     return {"ver": 1, "info": base, "histograms": histograms, "simpleMeasurements": {"uptime": 7}}
+
+
+# -- S3 fixtures ---------------------------------------------------------------------
+
+S3_ENVIRONMENT = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret",
+                  "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+class S3Server:
+    """A real S3-compatible server process (moto in server mode) on 127.0.0.1."""
+
+    def __init__(self):
+        import socket
+        import time
+        import urllib.request
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.url, timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("the S3 test server did not start")
+                time.sleep(0.1)
+
+    def client(self):
+        import boto3
+        return boto3.client("s3", endpoint_url=self.url, aws_access_key_id="test-key",
+                            aws_secret_access_key="test-secret", region_name="us-east-1")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    os.environ.update(S3_ENVIRONMENT)  # for boto3 here and in every `mr` subprocess
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server, request) -> str:
+    """A fresh, empty bucket for one test."""
+    import re
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") + "-bucket"
+    s3_server.client().create_bucket(Bucket=name)
+    return name

@@ -1,0 +1,88 @@
+"""Upload stored, compressed logs to S3 under the same relative key; remove local files only once verified.
+
+Re-running resumes: a file already in the bucket with the right size and
+ETag is skipped (and, with ``delete``, removed locally then). Pending logs are
+compressed first. A failure leaves the file where it is, to be retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codecs import COMPRESSORS
+from .compressor import compress_pending
+from .layout import PARTIAL_SUFFIX
+from .s3 import S3_ERRORS, expected_etag, explain, remote_etag, transfer_config
+
+log = logging.getLogger(__name__)
+
+_COMPRESSED_SUFFIXES = tuple(c.suffix for c in COMPRESSORS.values())
+
+
+@dataclass
+class ExportStats:
+    files: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    deleted: int = 0
+    failed: list[str] = field(default_factory=list)
+    """'path: reason' for each file that could not be uploaded and verified."""
+
+
+def compressed_files(storage: str) -> list[str]:
+    """Every complete compressed log under ``storage``, in path order."""
+    found = []
+    for directory, subdirs, files in os.walk(storage):
+        subdirs.sort()
+        found.extend(os.path.join(directory, name) for name in sorted(files)
+                     if name.endswith(_COMPRESSED_SUFFIXES) and not name.endswith(PARTIAL_SUFFIX))
+    return found
+
+
+def export_logs(storage: str, client: Any, bucket: str, prefix: str = "", delete: bool = False,
+                workers: int = 4, codec: str = "lzma") -> ExportStats:
+    compress_pending(storage, codec)
+    paths = compressed_files(storage)
+    stats = ExportStats()
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for outcome in pool.map(lambda path: _export_one(client, storage, path, bucket, prefix, delete), paths):
+            status, path, size, problem = outcome
+            if status == "failed":
+                stats.failed.append(f"{path}: {problem}")
+                log.error("%s: not exported: %s", path, problem)
+                continue
+            stats.files += status == "uploaded"
+            stats.bytes += size if status == "uploaded" else 0
+            stats.skipped += status == "skipped"
+            stats.deleted += delete
+    return stats
+
+
+def key_for(storage: str, path: str, prefix: str) -> str:
+    relative = os.path.relpath(path, storage).replace(os.sep, "/")
+    return f"{prefix.strip('/')}/{relative}" if prefix.strip("/") else relative
+
+
+def _export_one(client: Any, storage: str, path: str, bucket: str, prefix: str, delete: bool):
+    key = key_for(storage, path, prefix)
+    try:
+        size = os.path.getsize(path)
+        etag = expected_etag(path, size)
+        status = "skipped" if remote_etag(client, bucket, key) == (size, etag) else "uploaded"
+        if status == "uploaded":
+            client.upload_file(path, bucket, key, Config=transfer_config())
+            found = remote_etag(client, bucket, key)
+            if found != (size, etag):
+                return "failed", path, size, f"verification failed: the bucket has {found}, expected {(size, etag)}"
+        if delete:
+            os.remove(path)
+        log.debug("%s %s -> s3://%s/%s", status, path, bucket, key)
+        return status, path, size, None
+    except S3_ERRORS as e:  # first: botocore's timeouts are OSErrors too
+        return "failed", path, 0, str(explain(e, bucket, key))
+    except OSError as e:  # the local file
+        return "failed", path, 0, str(e)

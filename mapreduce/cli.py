@@ -47,6 +47,8 @@ def set_up_logging(verbose: int, quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("mr: %(levelname)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    if not quiet:  # progress lines (when stderr is not a terminal) show without -v
+        logging.getLogger("mapreduce.progress").setLevel(logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import cProfile
 import gc
 import glob
+import logging
 import os
 import signal
 import time
@@ -28,6 +29,8 @@ from .job import Job
 from .keys import order_key, partition_of
 from .spill import write_run
 from .streaming import Pipe, StreamingFailure, key_value_lines
+
+log = logging.getLogger(__name__)
 
 BAD_RECORD_SAMPLES = 5
 PROGRESS_EVERY = 1.0
@@ -191,6 +194,8 @@ class _Worker:
             report.bad_lines += reader.bad_lines
             report.uncompressed_bytes += reader.uncompressed_bytes
             done_bytes += stored.size
+            log.info("map worker %d: %s: %d pings, %d bad lines", self.id, stored.path, reader.records,
+                     reader.bad_lines)
 
     def _map_externally(self, task: MapTask, context: MapContext, report: BundleReport) -> None:
         """Feed the bundle's pings to the mapper command; its key<TAB>value lines go into the buffer."""

@@ -8,7 +8,6 @@ one value, so ``combine = reduce = sum_values`` works as is.
 
 from __future__ import annotations
 
-from operator import add
 from typing import Any
 
 from storage.fastjson import dumps, loads
@@ -39,11 +38,7 @@ def merge_histograms(key: Any, values: list, context) -> None:
     (the histogram changed between builds): they are refused, not mixed in, and
     their pings counted under ``histogram layout changed: NAME``.
     """
-    totals: dict[str, list] = {}
-    name = histogram_name(key)
-    for pings, array in values:
-        _accumulate(totals, name, pings, array, context)
-    context.write(key, tuple(totals[name]))
+    context.write(key, _merged(histogram_name(key), values, context))
 
 
 def merge_histogram_sets(key: Any, values: list, context) -> None:
@@ -53,21 +48,25 @@ def merge_histogram_sets(key: Any, values: list, context) -> None:
     One write per ping instead of one per histogram: the fast way to aggregate
     whole pings. Layout changes are refused and counted as in ``merge_histograms``.
     """
-    totals: dict[str, list] = {}
+    groups: dict[str, list] = {}
     for histograms in values:
         for name, entry in histograms.items():
-            pings, array = entry if type(entry) is tuple else (1, entry)
-            _accumulate(totals, name, pings, array, context)
-    context.write(key, {name: (pings, sums) for name, (pings, sums) in totals.items()})
+            group = groups.get(name)
+            if group is None:
+                groups[name] = [entry if type(entry) is tuple else (1, entry)]
+            else:
+                group.append(entry if type(entry) is tuple else (1, entry))
+    context.write(key, {name: _merged(name, entries, context) for name, entries in groups.items()})
 
 
-def _accumulate(totals: dict[str, list], name: str, pings: int, array: list, context) -> None:
-    """Add one array into the running ``[pings, sums]`` of its histogram (``map(add)`` runs in C)."""
-    total = totals.get(name)
-    if total is None:
-        totals[name] = [pings, array]
-    elif len(total[1]) == len(array):
-        total[0] += pings
-        total[1] = list(map(add, total[1], array))
-    else:
-        context.increment(f"histogram layout changed: {name}", pings)
+def _merged(name: str, values: list, context) -> tuple[int, list]:
+    arrays = [array for _, array in values]
+    length = len(arrays[0])
+    if len(set(map(len, arrays))) > 1:
+        kept = [value for value in values if len(value[1]) == length]
+        refused = sum(pings for pings, array in values if len(array) != length)
+        context.increment(f"histogram layout changed: {name}", refused)
+        values, arrays = kept, [array for _, array in kept]
+    pings = sum(count for count, _ in values)
+    # zip(*) transposes all arrays at once in C; summing columns beats adding pairs of lists.
+    return pings, [sum(column) for column in zip(*arrays)]

@@ -9,7 +9,7 @@ import re
 import sys
 
 from mapreduce.progress import Progress
-from storage.commands import existing_dir, format_bytes, schema_file
+from storage.commands import format_bytes, schema_file
 from storage.codecs import COMPRESSORS
 from storage.schema import Schema
 

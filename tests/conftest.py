@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from storage import LayoutWriter, Schema
+from converter.synthetic import generate
+from storage import LayoutWriter, Schema, find_files
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -181,3 +184,40 @@ def bucket(s3_server, request) -> str:
     name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") + "-bucket"
     s3_server.client().create_bucket(Bucket=name)
     return name
+
+
+# -- engine fixtures -----------------------------------------------------------------
+
+JOBS = Path(__file__).resolve().parent / "jobs"
+SHIPPED = ROOT / "jobs"
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory) -> Path:
+    """300 synthetic pings in lz4 files (fast to read), the same every time."""
+    base = tmp_path_factory.mktemp("data") / "store"
+    generate(str(base), 300, seed=7, codec="lz4", workers=2)
+    return base
+
+
+@pytest.fixture(scope="session")
+def truth(data) -> dict:
+    """What a plain loop over the same files finds: pings per channel and OS, and every uuid."""
+    channels, oses, uuids = Counter(), Counter(), []
+    for stored in find_files(str(data)):
+        for uuid, text in stored.open():
+            channels[stored.dimensions[2]] += 1
+            oses[json.loads(text)["info"]["OS"]] += 1
+            uuids.append((stored.dimensions[2], uuid))
+    return {"channels": channels, "oses": oses, "uuids": uuids}
+
+
+def mr_run(job: Path, data: Path, tmp_path: Path, *args: str, output: str = "out.txt", **kwargs):
+    out = tmp_path / output
+    result = run_mr("run", str(job), "--data-dir", str(data), "--output", str(out), *args, **kwargs)
+    text = out.read_text() if out.exists() else None
+    return result, text
+
+
+def tsv(text: str) -> dict[str, str]:
+    return dict(line.split("\t", 1) for line in text.splitlines())

@@ -4,56 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from converter.synthetic import generate
 from storage import find_files
 
-from .conftest import ROOT, run_mr
-
-JOBS = Path(__file__).resolve().parent / "jobs"
-SHIPPED = ROOT / "jobs"
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """300 synthetic pings in lz4 files (fast to read), the same every time."""
-    base = tmp_path_factory.mktemp("data") / "store"
-    generate(str(base), 300, seed=7, codec="lz4", workers=2)
-    return base
-
-
-@pytest.fixture(scope="module")
-def truth(data) -> dict:
-    """What a plain loop over the same files finds: pings per channel and OS, and every uuid."""
-    channels, oses, uuids = Counter(), Counter(), []
-    for stored in find_files(str(data)):
-        for uuid, text in stored.open():
-            channels[stored.dimensions[2]] += 1
-            oses[json.loads(text)["info"]["OS"]] += 1
-            uuids.append((stored.dimensions[2], uuid))
-    return {"channels": channels, "oses": oses, "uuids": uuids}
-
-
-def mr_run(job: Path, data: Path, tmp_path: Path, *args: str, output: str = "out.txt", **kwargs):
-    out = tmp_path / output
-    result = run_mr("run", str(job), "--data-dir", str(data), "--output", str(out), *args, **kwargs)
-    text = out.read_text() if out.exists() else None
-    return result, text
-
-
-def tsv(text: str) -> dict[str, str]:
-    return dict(line.split("\t", 1) for line in text.splitlines())
-
+from .conftest import JOBS, ROOT, SHIPPED, mr_run, run_mr, tsv
 
 def test_an_original_telemetry_server_job_runs_unchanged(data, truth, tmp_path):
     result, text = mr_run(SHIPPED / "osdistribution.py", data, tmp_path)

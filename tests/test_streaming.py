@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import run_mr
-from .test_engine import JOBS, data, mr_run, truth, tsv  # noqa: F401  (data and truth are fixtures)
+from .conftest import JOBS, mr_run, run_mr, tsv
 
 AWK_CHANNEL_MAPPER = "awk -F'\\t' '{split($2, d, \"/\"); print d[3] \"\\t1\"}'"
 AWK_SUM = "awk -F'\\t' '{s[$1] += $2} END {for (k in s) print k \"\\t\" s[k]}'"

@@ -17,7 +17,8 @@ from typing import Any, Iterable, Iterator
 
 import lz4.frame
 
-BATCH = 512
+BATCH_BYTES = 1 << 20
+MAX_BATCH = 4096
 MAX_OPEN_RUNS = 200
 """Runs merged at once; more are merged in passes (keeps open files bounded)."""
 
@@ -25,17 +26,29 @@ Entry = tuple[tuple, tuple, Any, list]
 
 
 def write_run(path: str, entries: Iterable[Entry]) -> int:
-    """Write already-sorted entries; returns the file's size. Written under a temporary name first."""
+    """Write already-sorted entries; returns the file's size. Written under a temporary name first.
+
+    Entries are pickled in batches of about BATCH_BYTES: the batch length
+    starts small and doubles or halves with the size of what it held, so a
+    reader holds about a megabyte per run whether entries are counts or whole
+    histogram sets.
+    """
     temporary = path + ".tmp"
+    limit = 16
     with lz4.frame.open(temporary, "wb") as f:
         batch: list[Entry] = []
         for entry in entries:
             batch.append(entry)
-            if len(batch) >= BATCH:
-                pickle.dump(batch, f, protocol=5)
+            if len(batch) >= limit:
+                data = pickle.dumps(batch, protocol=5)
+                f.write(data)
                 batch = []
+                if len(data) < BATCH_BYTES // 2:
+                    limit = min(limit * 2, MAX_BATCH)
+                elif len(data) > BATCH_BYTES * 2:
+                    limit = max(1, limit // 2)
         if batch:
-            pickle.dump(batch, f, protocol=5)
+            f.write(pickle.dumps(batch, protocol=5))
     os.replace(temporary, path)
     return os.path.getsize(path)
 

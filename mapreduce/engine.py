@@ -51,38 +51,25 @@ class RunOptions:
 
 
 @dataclass
-class RunResult:
+class RunResult(BundleReport):
+    """Every bundle's report added up, and what only the whole run knows."""
+
+    counters: Counter = field(default_factory=Counter)
+    samples: list[str] = field(default_factory=list)
     files: int = 0
     compressed_bytes: int = 0
-    uncompressed_bytes: int = 0
-    records: int = 0
-    bad_lines: int = 0
-    bad_records: int = 0
-    errors: int = 0
     output_records: int = 0
-    spilled_bytes: int = 0
-    spilled_values: int = 0
-    counters: Counter = field(default_factory=Counter)
     missing: list[str] = field(default_factory=list)
     """Damaged input files left out (only with --allow-partial)."""
-    samples: list[str] = field(default_factory=list)
     retried: list[str] = field(default_factory=list)
     map_seconds: float = 0.0
     reduce_seconds: float = 0.0
     seconds: float = 0.0
 
-    def add(self, report: BundleReport, size: int = 0, files: int = 0) -> None:
+    def add_bundle(self, report: BundleReport, size: int = 0, files: int = 0) -> None:
+        self.add(report, REPORTED_SAMPLES)
         self.files += files
         self.compressed_bytes += size
-        self.uncompressed_bytes += report.uncompressed_bytes
-        self.records += report.records
-        self.bad_lines += report.bad_lines
-        self.bad_records += report.bad_records
-        self.errors += report.errors
-        self.spilled_bytes += report.spilled_bytes
-        self.spilled_values += report.spilled_values
-        self.counters.update(report.counters or {})
-        self.samples.extend((report.samples or [])[:max(0, REPORTED_SAMPLES - len(self.samples))])
 
 
 Progress = Callable[[RunResult, int], None]
@@ -176,7 +163,7 @@ class _MapPhase:
         elif kind == "done":
             self._bundle_done(worker, message[2], message[3])
         elif kind == "finished":
-            self.result.add(message[2])
+            self.result.add_bundle(message[2])
             self.finished.add(worker)
         elif kind == "failed":
             function, where, error, traceback = message[2:]
@@ -192,7 +179,7 @@ class _MapPhase:
                                "Rerun with --allow-partial to accept that")
             log.warning("%s", error)
             self.result.missing.append(path)
-        self.result.add(report, task.size, len(task.files))
+        self.result.add_bundle(report, task.size, len(task.files))
         self.done.add(index)
         self.done_bytes += task.size
         self._progress()

@@ -18,7 +18,7 @@ import time
 import traceback
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Iterator
 
 from storage import CorruptFileError, StoredFile
@@ -82,6 +82,14 @@ class BundleReport:
     samples: list[str] | None = None
     corrupt: list[tuple[str, str]] | None = None
     """(path, error) of each damaged file in the bundle."""
+
+    def add(self, other: "BundleReport", max_samples: int) -> None:
+        """Fold another report into this one: counts summed, counters merged, samples kept up to a limit."""
+        for f in fields(BundleReport):
+            if f.type == "int":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        self.counters.update(other.counters or {})
+        self.samples.extend((other.samples or [])[:max(0, max_samples - len(self.samples))])
 
 
 def spill_path(spill_dir: str, partition: int, tag: tuple[int, int]) -> str:

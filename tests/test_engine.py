@@ -215,16 +215,22 @@ def test_keys_go_to_the_same_reducer_in_every_process_and_run():
 
 
 def test_ctrl_c_stops_every_process_promptly(data, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
     job = subprocess.Popen([sys.executable, str(ROOT / "bin" / "mr"), "run", str(JOBS / "slow.py"), "-d", str(data),
-                            "-o", str(tmp_path / "out.txt"), "-m", "2"],
+                            "-o", str(tmp_path / "out.txt"), "-m", "2", "-w", str(work)],
                            stderr=subprocess.PIPE, start_new_session=True)
-    time.sleep(2)
+    deadline = time.monotonic() + 60
+    while not list(work.glob("mr-*")) and time.monotonic() < deadline:  # the run has begun
+        time.sleep(0.05)
+    time.sleep(0.5)
     os.killpg(job.pid, signal.SIGINT)
     _, stderr = job.communicate(timeout=20)
     assert job.returncode == 130
     time.sleep(0.5)
     assert _processes_in_session(job.pid) == []
     assert not (tmp_path / "out.txt").exists()
+    assert list(work.iterdir()) == []  # spill files cleaned up too
 
 
 def _processes_in_session(session: int) -> list[int]:

@@ -8,16 +8,9 @@ import os
 import re
 import sys
 
-from mapreduce.progress import Progress
-from storage.commands import format_bytes, schema_file
 from storage.codecs import COMPRESSORS
+from storage.commands import format_bytes, schema_file
 from storage.schema import Schema
-
-from .histograms import Definitions
-from .pipeline import ConvertOptions, RunSummary, convert_inputs
-from .recordlog import is_record_log
-from .revisions import DEFAULT_URL_TEMPLATE, RevisionCache
-from .synthetic import generate
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -32,9 +25,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     convert.add_argument("--storage", required=True, metavar="DIR", help="root of the storage layout")
     convert.add_argument("--histogram-cache", metavar="DIR",
                          help="Histograms.json per revision, as DIR/<rev>/Histograms.json (filled by fetching)")
-    convert.add_argument("--revision-url", default=DEFAULT_URL_TEMPLATE, metavar="TEMPLATE",
+    convert.add_argument("--revision-url", metavar="TEMPLATE",
                          help="where to fetch a revision's Histograms.json, with {repo} and {rev} "
-                              "(default: %(default)s)")
+                              "(default: {repo}/raw-file/{rev}/toolkit/components/telemetry/Histograms.json)")
     convert.add_argument("--no-fetch", action="store_true", help="use only the histogram cache")
     convert.add_argument("--revision-map", metavar="FILE",
                          help="JSON {channel: {build id or version: revision}} for payloads without one")
@@ -82,6 +75,8 @@ def submission_date(value: str) -> str:
 
 
 def run_histograms(args: argparse.Namespace) -> int:
+    from .histograms import Definitions
+
     described = Definitions.load(args.file).describe(args.names)
     rows = [f"{json.dumps(name)}: {json.dumps(entry)}" for name, entry in described.items()]
     sys.stdout.write("{\n" + ",\n".join(rows) + "\n}\n")
@@ -89,12 +84,19 @@ def run_histograms(args: argparse.Namespace) -> int:
 
 
 def run_gen(args: argparse.Namespace) -> int:
+    from .synthetic import generate
+
     written = generate(args.storage, args.pings, args.seed, args.days, args.codec, max(1, args.workers))
     print(f"wrote {args.pings:,} pings ({format_bytes(written)} uncompressed) into {args.storage}")
     return 0
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    from mapreduce.progress import Progress
+
+    from .pipeline import ConvertOptions, convert_inputs
+    from .revisions import DEFAULT_URL_TEMPLATE, RevisionCache
+
     missing = [p for p in args.inputs if not os.path.isfile(p)]
     if missing:
         args.usage_error(f"no such input file: {', '.join(missing)}")
@@ -104,7 +106,7 @@ def run_convert(args: argparse.Namespace) -> int:
                          "give --submission-date YYYYMMDD")
     options = ConvertOptions(
         storage=args.storage, schema=args.schema or Schema.default(), cache_dir=args.histogram_cache,
-        url_template=None if args.no_fetch else args.revision_url,
+        url_template=None if args.no_fetch else args.revision_url or DEFAULT_URL_TEMPLATE,
         fallback=RevisionCache.load_fallback(args.revision_map) if args.revision_map else {},
         strict=args.strict, submission_date=args.submission_date, rejected_path=args.rejected,
         workers=max(1, args.workers), codec=args.codec)
@@ -117,11 +119,14 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def _is_record_log(path: str) -> bool:
+    from .recordlog import is_record_log
+
     with open(path, "rb") as f:
         return is_record_log(f.read(1))
 
 
-def render_summary(summary: RunSummary) -> str:
+def render_summary(summary) -> str:
+    """The end-of-run report of a RunSummary: counts by reason, rate, failures."""
     stats = summary.stats
     records = stats.read + sum(summary.damaged.values())
     lines = [

@@ -13,16 +13,13 @@ from typing import Any, Mapping
 
 from storage.documents import parse_json, read_text
 
+from .errors import DefinitionError
 from .expressions import UnresolvedExpression, evaluate
 
 STARTUP_PREFIX = "STARTUP_"
 
 # The browser reports a histogram's type as a number; enumerated ones report as linear.
 TYPE_CODES = {"exponential": 0, "linear": 1, "enumerated": 1, "boolean": 2, "flag": 3, "count": 4}
-
-
-class DefinitionError(ValueError):
-    """A Histograms.json file (not one definition in it) cannot be used."""
 
 
 @dataclass(frozen=True)

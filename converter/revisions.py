@@ -19,7 +19,8 @@ from typing import Any, Callable, Mapping
 
 from storage.documents import parse_json, read_text
 
-from .histograms import DefinitionError, Definitions
+from .errors import DefinitionError
+from .histograms import Definitions
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 from converter import commands as converter_commands
-from converter.histograms import DefinitionError
+from converter.errors import DefinitionError
 from storage import commands as storage_commands
 from storage.allocator import keep_freed_memory
 from storage.errors import LayoutError, SchemaError, StorageError

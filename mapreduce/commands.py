@@ -20,9 +20,10 @@ from storage import Schema
 from storage.commands import existing_dir, format_bytes, schema_file
 
 from . import __version__
-from .engine import RunOptions, RunResult, run_job
+from .engine import RunResult, run_job
 from .errors import JobLoadError
 from .job import Job, load_job
+from .options import RunOptions
 from .plan import describe, make_plan
 from .progress import Progress
 

@@ -25,6 +25,7 @@ from typing import Callable, TextIO
 from .errors import JobCodeError, JobError
 from .job import Job
 from .mapper import BundleReport, MapSettings, bundle_spills, run_worker
+from .options import RunOptions
 from .plan import Plan
 from .reducer import ReduceReport, output_path, reduce_partition
 from .spill import read_run
@@ -33,21 +34,6 @@ log = logging.getLogger(__name__)
 
 REPORTED_SAMPLES = 10
 POLL_SECONDS = 0.2
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    num_mappers: int
-    num_reducers: int = 1
-    work_dir: str | None = None
-    budget_bytes: int = 512 << 20
-    max_errors: int = 0
-    allow_partial: bool = False
-    delete_data: bool = False
-    profile_dir: str | None = None
-    mapper_cmd: str | None = None
-    combiner_cmd: str | None = None
-    reducer_cmd: str | None = None
 
 
 @dataclass
@@ -108,9 +94,7 @@ class _MapPhase:
         self.options = options
         self.result = result
         self.on_progress = on_progress
-        self.settings = MapSettings(job, len(plan.tasks), options.num_reducers, spill_dir, options.budget_bytes,
-                                    options.max_errors, options.profile_dir, options.delete_data,
-                                    options.mapper_cmd, options.combiner_cmd)
+        self.settings = MapSettings(job, len(plan.tasks), spill_dir, options)
         self.context = multiprocessing.get_context("fork")
         self.tasks = self.context.Queue()
         self.results = self.context.Queue()

@@ -27,6 +27,7 @@ from storage.allocator import keep_freed_memory
 from .context import MapContext
 from .job import Job
 from .keys import order_key, partition_of
+from .options import RunOptions
 from .spill import write_run
 from .streaming import Pipe, StreamingFailure, key_value_lines
 
@@ -57,14 +58,9 @@ class MapTask:
 class MapSettings:
     job: Job
     files: int
-    partitions: int
+    """Bundles in the plan (finish_map output is tagged after them)."""
     spill_dir: str
-    budget_bytes: int
-    max_errors: int = 0
-    profile_dir: str | None = None
-    delete_data: bool = False
-    mapper_cmd: str | None = None
-    combiner_cmd: str | None = None
+    options: RunOptions
 
 
 @dataclass
@@ -82,6 +78,12 @@ class BundleReport:
     samples: list[str] | None = None
     corrupt: list[tuple[str, str]] | None = None
     """(path, error) of each damaged file in the bundle."""
+
+    def add_reader(self, reader) -> None:
+        """Count what one file's reader read."""
+        self.records += reader.records
+        self.bad_lines += reader.bad_lines
+        self.uncompressed_bytes += reader.uncompressed_bytes
 
     def add(self, other: "BundleReport", max_samples: int) -> None:
         """Fold another report into this one: counts summed, counters merged, samples kept up to a limit."""
@@ -105,7 +107,7 @@ def run_worker(worker_id: int, settings: MapSettings, tasks, results) -> None:
     """The body of a map worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C and stops us
     keep_freed_memory()
-    profiler = cProfile.Profile() if settings.profile_dir else None
+    profiler = cProfile.Profile() if settings.options.profile_dir else None
     if profiler:
         profiler.enable()
     worker = _Worker(worker_id, settings, results)
@@ -116,7 +118,7 @@ def run_worker(worker_id: int, settings: MapSettings, tasks, results) -> None:
     finally:
         if profiler:
             profiler.disable()
-            profiler.dump_stats(os.path.join(settings.profile_dir, f"map-{worker_id}-{os.getpid()}.prof"))
+            profiler.dump_stats(os.path.join(settings.options.profile_dir, f"map-{worker_id}-{os.getpid()}.prof"))
 
 
 @contextmanager
@@ -177,13 +179,13 @@ class _Worker:
             spills[0] += 1
 
         context = self._context(on_full=spill_now)
-        if self.settings.mapper_cmd:
+        if self.settings.options.mapper_cmd:
             self._map_externally(task, context, report)
         else:
             self._map_in_python(task, context, report)
         report.counters = context.counters
         spill_now()
-        if self.settings.delete_data:
+        if self.settings.options.delete_data:
             damaged = {path for path, _ in report.corrupt}
             for stored in task.files:
                 if stored.path not in damaged:
@@ -198,9 +200,7 @@ class _Worker:
                 self._map_records(reader, context, report, done_bytes)
             except CorruptFileError as e:
                 report.corrupt.append((stored.path, str(e)))
-            report.records += reader.records
-            report.bad_lines += reader.bad_lines
-            report.uncompressed_bytes += reader.uncompressed_bytes
+            report.add_reader(reader)
             done_bytes += stored.size
             log.info("map worker %d: %s: %d pings, %d bad lines", self.id, stored.path, reader.records,
                      reader.bad_lines)
@@ -219,12 +219,10 @@ class _Worker:
                         yield f"{uuid}\t{dims}\t{payload}\n".encode("utf-8")
                 except CorruptFileError as e:
                     report.corrupt.append((stored.path, str(e)))
-                report.records += reader.records
-                report.bad_lines += reader.bad_lines
-                report.uncompressed_bytes += reader.uncompressed_bytes
+                report.add_reader(reader)
 
         try:
-            for key, value in Pipe(self.settings.mapper_cmd, lines(), lambda: f"input {current[0]}").pairs():
+            for key, value in Pipe(self.settings.options.mapper_cmd, lines(), lambda: f"input {current[0]}").pairs():
                 context.write(key, value)
         except StreamingFailure as failure:
             raise _JobFailed("mapper command", *failure.args) from None
@@ -248,12 +246,12 @@ class _Worker:
                 next_progress = time.monotonic() + PROGRESS_EVERY
 
     def _context(self, on_full=None) -> MapContext:
-        return MapContext(self.job.combine, self.settings.budget_bytes, on_full or (lambda: None))
+        return MapContext(self.job.combine, self.settings.options.budget_bytes, on_full or (lambda: None))
 
     def _spill(self, context: MapContext, tag: tuple[int, int]) -> tuple[int, int]:
         """Combine what is buffered and write one sorted run per reducer; returns bytes and values written."""
         try:
-            if self.settings.combiner_cmd:
+            if self.settings.options.combiner_cmd:
                 self._combine_externally(context, tag)
             context.combine_all()
         except StreamingFailure as failure:
@@ -264,7 +262,7 @@ class _Worker:
         partitions: dict[int, list] = {}
         for key, values in context.items():
             ordered = order_key(key)
-            partitions.setdefault(partition_of(ordered, self.settings.partitions), []).append(
+            partitions.setdefault(partition_of(ordered, self.settings.options.num_reducers), []).append(
                 (ordered, tag, key, values))
         context.clear()
         written = 0
@@ -280,7 +278,7 @@ class _Worker:
         items = sorted(context.items(), key=lambda item: order_key(item[0]))
         pairs = ((key, value) for key, values in items for value in values)
         context.clear()
-        for key, value in Pipe(self.settings.combiner_cmd, key_value_lines(pairs),
+        for key, value in Pipe(self.settings.options.combiner_cmd, key_value_lines(pairs),
                                lambda: f"the pairs of bundle {tag[0]}").pairs():
             context.write(key, value)
 
@@ -292,7 +290,7 @@ class _Worker:
 
     def _job_error(self, function: str, where: str, error: Exception, report: BundleReport) -> None:
         self.errors += 1
-        if self.errors > self.settings.max_errors:
+        if self.errors > self.settings.options.max_errors:
             raise self._failure(function, where, error)
         report.errors += 1
         if len(report.samples) < BAD_RECORD_SAMPLES:

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Conversion throughput: synthetic raw record logs -> mr convert's pipeline -> storage.
 
-Payloads carry 300 histograms each from the real 8d3810543edc Histograms.json
-(verbose ver-1 form, gzip-compressed in a v2 record log, as the acquisition
-server writes them). Prints pings/s for conversion on 1 and on N processes
+Payloads are mr gen's pings (about 310 histograms each from the real
+8d3810543edc Histograms.json) in verbose ver-1 form, gzip-compressed in a v2
+record log as the acquisition server writes them; the converted output is
+checked against the pings they came from. Prints pings/s for conversion on 1 and on N processes
 (compression excluded), per core, and for decoding alone as the floor.
 
     python bench/convert_bench.py --pings 3000
@@ -23,9 +24,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from bench.synthetic import raw_pings  # noqa: E402
-from converter import ConvertOptions, Definitions, RecordLogReader, convert_inputs, decode_payload  # noqa: E402
+from converter import ConvertOptions, RecordLogReader, convert_inputs, decode_payload  # noqa: E402
 from converter import encode_record  # noqa: E402
-from storage import Schema  # noqa: E402
+from storage import Schema, find_files  # noqa: E402
 from storage.allocator import keep_freed_memory  # noqa: E402
 from storage.commands import format_bytes  # noqa: E402
 
@@ -48,9 +49,10 @@ def main() -> int:
         shutil.copy(HISTOGRAMS, os.path.join(cache, "Histograms.json"))
         log_path = os.path.join(work, "incoming.log")
         raw_bytes = 0
+        expected = {}
         with open(log_path, "wb") as f:
-            definitions = Definitions.load(HISTOGRAMS)
-            for n, (uuid, payload) in enumerate(raw_pings(definitions, args.pings, REVISION_URL)):
+            for n, (uuid, payload, converted) in enumerate(raw_pings(args.pings, REVISION_URL)):
+                expected[uuid] = converted["histograms"]
                 body = json.dumps(payload).encode()
                 raw_bytes += len(body)
                 path = f"{uuid}/saved-session/Firefox/{payload['info']['appVersion']}/" \
@@ -74,6 +76,10 @@ def main() -> int:
             seconds = time.perf_counter() - start
             if summary.stats.converted != args.pings:
                 raise SystemExit(f"converted {summary.stats.converted} of {args.pings}: {summary}")
+            stored = {uuid: json.loads(text)["histograms"]
+                      for f in find_files(options.storage) for uuid, text in f.open()}
+            if stored != expected:
+                raise SystemExit("the converted histograms differ from the pings they were made from")
             rows.append((f"mr convert pipeline, {workers} process(es)", seconds, workers))
 
         print(f"\n{'phase':<44}{'seconds':>9}{'pings/s':>10}{'per core':>10}{'vs floor':>10}")

@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from bench.synthetic import synthetic_pings  # noqa: E402
+from converter.synthetic import synthetic_pings  # noqa: E402
 from storage import LayoutWriter, RecordReader, compress_pending, find_files  # noqa: E402
 from storage.allocator import keep_freed_memory  # noqa: E402
 from storage.commands import format_bytes  # noqa: E402

@@ -12,16 +12,17 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import multiprocessing_logging
 
-from storage import Schema
-from storage.commands import existing_dir, format_bytes, schema_file
+from storage.commands import add_s3_arguments, existing_dir, format_bytes, schema_file, s3_settings
 
 from . import __version__
 from .engine import RunResult, run_job
 from .errors import JobLoadError
+from .destination import META_SUFFIX, Destination
+from .inputs import Inputs, local_inputs
 from .job import Job, load_job
 from .options import RunOptions
 from .plan import describe, make_plan
@@ -44,19 +45,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                "--output out.tsv")
     run.add_argument("job", metavar="JOB.py", nargs="?",
                      help="the job script (optional when --mapper-cmd does the mapping)")
-    run.add_argument("-d", "--data-dir", required=True, type=existing_dir, metavar="DIR",
-                     help="root of the storage layout")
+    run.add_argument("-d", "--data-dir", type=existing_dir, metavar="DIR",
+                     help="root of a local storage layout (with --bucket: files not yet uploaded)")
     run.add_argument("-f", "--input-filter", type=schema_file, metavar="FILE",
                      help="a schema-format filter (default: every file)")
-    run.add_argument("-o", "--output", default="-", metavar="FILE", help="output file, or - for stdout (default)")
+    run.add_argument("-o", "--output", default="-", metavar="FILE",
+                     help="output file, s3://BUCKET/KEY (uploaded when the job succeeds), or - for stdout (default)")
     run.add_argument("-m", "--num-mappers", type=positive, default=os.cpu_count() or 1, metavar="N",
                      help="map processes (default: number of cores)")
     run.add_argument("-r", "--num-reducers", type=positive, default=1, metavar="N",
                      help="reduce partitions (default: 1)")
     run.add_argument("-w", "--work-dir", type=existing_dir, metavar="DIR",
-                     help="where spill files go (default: the system temporary directory)")
-    run.add_argument("-l", "--local-only", action="store_true",
-                     help="read only local data (the data dir); accepted for compatibility")
+                     help="spill files, and the S3 cache in DIR/cache, which outlives the job "
+                          "(default: mr-<uid> in the system temporary directory)")
     run.add_argument("-X", "--delete-data", action="store_true",
                      help="delete each input file once it has been mapped (for downloaded copies)")
     run.add_argument("-p", "--profile", action="store_true",
@@ -72,6 +73,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--sample", type=fraction, metavar="FRACTION",
                      help="run on a stable sample of the files (the same each time, per channel and date)")
     run.add_argument("--dry-run", action="store_true", help="print what would be read and how, then stop")
+    s3 = run.add_argument_group(
+        "reading from S3", "The bucket holds the storage layout under PREFIX. Only the prefixes the filter allows "
+        "are listed; objects are downloaded once into the cache, and mapping starts as they arrive.")
+    s3.add_argument("-b", "--bucket", metavar="BUCKET", help="read the layout from this S3 bucket")
+    s3.add_argument("--prefix", default="", metavar="PREFIX", help="where the layout starts in the bucket")
+    s3.add_argument("-l", "--local-only", action="store_true",
+                    help="do not contact S3: read the cache of --bucket (and --data-dir); warns if the cache "
+                         "may not hold everything the filter selects")
+    s3.add_argument("--strict", action="store_true",
+                    help="with --local-only: refuse, rather than warn, when the cache may be incomplete")
+    s3.add_argument("--download-threads", type=positive, default=8, metavar="N",
+                    help="parallel downloads (default: 8)")
+    add_s3_arguments(s3)
     streaming = run.add_argument_group(
         "external executables", "Run programs in any language in place of the job's functions (see the "
         "README for the line protocol). A job may mix them with Python functions.")
@@ -101,38 +115,73 @@ def run_command(args: argparse.Namespace) -> int:
     if verbose:
         logging.getLogger().setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     job = _load(args)
-    if args.output != "-":
-        _check_writable(args.output)
-    plan = make_plan(args.data_dir, args.input_filter, args.sample)
+    work_dir = args.work_dir or default_work_dir()
+    destination = Destination.parse(args.output, work_dir, lambda: s3_settings(args))
+    inputs = _gather(args, work_dir)
+    plan = make_plan(inputs.files, args.input_filter, args.sample)
     if args.dry_run:
         print(describe(plan, args.num_mappers))
         return 0
     if not plan.tasks:
-        log.warning("the filter selects no files under %s; the output is empty", args.data_dir)
-    options = RunOptions(num_mappers=args.num_mappers, num_reducers=args.num_reducers, work_dir=args.work_dir,
+        log.warning("the filter selects no files; the output is empty")
+    options = RunOptions(num_mappers=args.num_mappers, num_reducers=args.num_reducers, work_dir=work_dir,
                          budget_bytes=args.memory << 20, max_errors=args.max_errors,
                          allow_partial=args.allow_partial, delete_data=args.delete_data,
-                         profile_dir=(args.work_dir or tempfile.gettempdir()) if args.profile else None,
-                         mapper_cmd=args.mapper_cmd, combiner_cmd=args.combiner_cmd, reducer_cmd=args.reducer_cmd)
+                         profile_dir=work_dir if args.profile else None, mapper_cmd=args.mapper_cmd,
+                         combiner_cmd=args.combiner_cmd, reducer_cmd=args.reducer_cmd)
+    fetcher = inputs.fetcher
     progress = Progress("map", total_bytes=plan.total_bytes)
     started = time.time()
     with logs_from_workers():
         try:
-            result = _run_to_output(job, plan, options, args.output,
-                                    lambda r, done: progress.update(r.records, done))
+            result = _run_to_output(job, plan, options, destination.local, fetcher,
+                                    lambda r, done: progress.update(r.records, done, _download_note(fetcher)))
         finally:
             progress.finish()
-    if args.output != "-":
-        _write_meta(args, job, plan, options, result, started)
-    sys.stderr.write(render_summary(result) + "\n")
+    if destination.local != "-":
+        _write_meta(args, job, plan, options, result, inputs, started, destination.local + META_SUFFIX)
+    destination.publish()
+    sys.stderr.write(render_summary(result, inputs.describe()) + "\n")
     if result.errors:
         log.warning("%d records made map() raise and were skipped (--max-errors %d)", result.errors, args.max_errors)
     for sample in result.samples:
         log.warning("%s", sample)
-    if result.missing:
-        log.warning("the result is INCOMPLETE: %d damaged input files were left out", len(result.missing))
+    if result.missing or inputs.warnings:
+        log.warning("the result is INCOMPLETE: %s", "; ".join(
+            ([f"{len(result.missing)} input files were left out"] if result.missing else []) + inputs.warnings))
         return EXIT_PARTIAL
     return 0
+
+
+def default_work_dir() -> str:
+    """Where spills and the S3 cache go without -w: private to the user, kept between runs for the cache."""
+    path = os.path.join(tempfile.gettempdir(), f"mr-{os.getuid()}")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def _gather(args: argparse.Namespace, work_dir: str) -> Inputs:
+    """The run's input files, local and (with --bucket) from S3 through the cache."""
+    if not args.bucket:
+        if args.data_dir is None:
+            raise JobLoadError("nothing to read: give --data-dir DIR or --bucket BUCKET")
+        if args.strict:
+            raise JobLoadError("--strict checks the S3 cache: it needs --bucket and --local-only")
+        return local_inputs(args.data_dir, args.input_filter)
+    from storage.cache import Cache  # boto3 takes 0.2 s to import: only for runs that use S3
+
+    from .s3inputs import S3Source, cached_inputs, s3_inputs
+    source = S3Source(args.bucket, args.prefix, Cache(os.path.join(work_dir, "cache")), s3_settings(args),
+                      args.download_threads)
+    if args.local_only:
+        return cached_inputs(source, args.input_filter, args.data_dir, args.strict)
+    return s3_inputs(source, args.input_filter, args.data_dir)
+
+
+def _download_note(fetcher) -> str:
+    if fetcher is None or fetcher.fetched_bytes >= fetcher.total_bytes:
+        return ""
+    return f"downloaded {format_bytes(fetcher.fetched_bytes)} of {format_bytes(fetcher.total_bytes)}"
 
 
 def _load(args: argparse.Namespace) -> Job:
@@ -168,14 +217,14 @@ def logs_from_workers() -> Iterator[None]:
             relay.close()  # waits until every queued record has been emitted
 
 
-def _run_to_output(job, plan, options: RunOptions, output: str, on_progress) -> RunResult:
+def _run_to_output(job, plan, options: RunOptions, output: str, fetcher, on_progress) -> RunResult:
     if output == "-":
-        return run_job(job, plan, options, sys.stdout, on_progress)
+        return run_job(job, plan, options, sys.stdout, on_progress, fetcher)
     directory = os.path.dirname(os.path.abspath(output))
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(output)}.", suffix=".partial")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            result = run_job(job, plan, options, f, on_progress)
+            result = run_job(job, plan, options, f, on_progress, fetcher)
         os.replace(temporary, output)
     except BaseException:
         os.unlink(temporary)
@@ -183,22 +232,21 @@ def _run_to_output(job, plan, options: RunOptions, output: str, on_progress) -> 
     return result
 
 
-def _check_writable(output: str) -> None:
-    directory = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(directory):
-        raise JobLoadError(f"{output}: the output's directory does not exist")
-    if not os.access(directory, os.W_OK) or (os.path.exists(output) and not os.access(output, os.W_OK)):
-        raise JobLoadError(f"{output}: cannot write there")
-
-
-def _write_meta(args, job, plan, options: RunOptions, result: RunResult, started: float) -> None:
+def _write_meta(args, job, plan, options: RunOptions, result: RunResult, inputs: Inputs, started: float,
+                path: str) -> None:
     meta = {
         "mr_version": __version__,
         "job": {"path": os.path.abspath(job.path) if args.job else None, "sha256": job.source_hash,
                 "mapper_cmd": args.mapper_cmd, "combiner_cmd": args.combiner_cmd, "reducer_cmd": args.reducer_cmd},
-        "filter": _filter_document(args.input_filter),
-        "data_dir": os.path.abspath(args.data_dir),
-        "inputs": [{"path": f.path, "bytes": f.size} for f in plan.files],
+        "filter": args.input_filter and dict(args.input_filter.document(),
+                                             source=os.path.abspath(args.input_filter.source)),
+        "data_dir": args.data_dir and os.path.abspath(args.data_dir),
+        "s3": args.bucket and {"bucket": args.bucket, "prefix": args.prefix, "local_only": args.local_only,
+                               "listed_objects": inputs.listing and len(inputs.listing.objects),
+                               "list_calls": inputs.listing and inputs.listing.list_calls,
+                               "downloaded_files": inputs.fetcher and inputs.fetcher.fetched_files},
+        "inputs": [{"path": f.path, "layout_path": f.relative, "bytes": f.size} for f in plan.files],
+        "warnings": inputs.warnings,
         "options": {"num_mappers": options.num_mappers, "num_reducers": options.num_reducers,
                     "memory_mb": args.memory, "max_errors": options.max_errors,
                     "allow_partial": options.allow_partial, "sample": args.sample},
@@ -211,20 +259,12 @@ def _write_meta(args, job, plan, options: RunOptions, result: RunResult, started
         "seconds": {"total": round(result.seconds, 3), "map": round(result.map_seconds, 3),
                     "reduce": round(result.reduce_seconds, 3)},
     }
-    with open(args.output + ".meta.json", "w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2)
         f.write("\n")
 
 
-def _filter_document(selection: Schema | None) -> dict | None:
-    if selection is None:
-        return None
-    return {"source": os.path.abspath(selection.source),
-            "dimensions": [{"field_name": d.field_name, "allowed_values": json.loads(repr(d.allowed))}
-                           for d in selection.dimensions]}
-
-
-def render_summary(result: RunResult) -> str:
+def render_summary(result: RunResult, sources: Sequence[str] = ()) -> str:
     rate = result.records / result.seconds if result.seconds else 0
     lines = [
         f"files:        {result.files:,} ({format_bytes(result.compressed_bytes)} compressed, "
@@ -236,7 +276,8 @@ def render_summary(result: RunResult) -> str:
         f"output:       {result.output_records:,} records",
         f"time:         {result.seconds:.1f} s (map {result.map_seconds:.1f} s, reduce {result.reduce_seconds:.1f} s)",
     ]
+    lines += sources
     lines += [f"counter {name}: {value:,}" for name, value in sorted(result.counters.items())]
-    lines += [f"MISSING input (damaged): {path}" for path in result.missing]
+    lines += [f"MISSING input: {path}" for path in result.missing]
     lines += [f"retried input (worker died): {path}" for path in result.retried]
     return "\n".join(lines)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
 from .errors import JobCodeError, JobError
 from .job import Job
@@ -29,6 +29,9 @@ from .options import RunOptions
 from .plan import Plan
 from .reducer import ReduceReport, output_path, reduce_partition
 from .spill import read_run
+
+if TYPE_CHECKING:
+    from .fetch import Fetcher  # imports boto3: only runs that read S3 pay for it
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ class RunResult(BundleReport):
     compressed_bytes: int = 0
     output_records: int = 0
     missing: list[str] = field(default_factory=list)
-    """Damaged input files left out (only with --allow-partial)."""
+    """Damaged or undownloadable input files left out (only with --allow-partial)."""
     retried: list[str] = field(default_factory=list)
     map_seconds: float = 0.0
     reduce_seconds: float = 0.0
@@ -63,14 +66,17 @@ Progress = Callable[[RunResult, int], None]
 
 
 def run_job(job: Job, plan: Plan, options: RunOptions, output: TextIO,
-            on_progress: Progress | None = None) -> RunResult:
-    """Run ``job`` over ``plan`` and write the output text to ``output``; JobError if it fails."""
+            on_progress: Progress | None = None, fetcher: Fetcher | None = None) -> RunResult:
+    """Run ``job`` over ``plan`` and write the output text to ``output``; JobError if it fails.
+
+    With a ``fetcher``, bundles reach the workers as their files are downloaded.
+    """
     started = time.monotonic()
     result = RunResult()
     work_dir = tempfile.mkdtemp(prefix="mr-", dir=options.work_dir)
     try:
         spill_dir = os.path.join(work_dir, "spill")
-        _MapPhase(job, plan, options, spill_dir, result, on_progress).run()
+        _MapPhase(job, plan, options, spill_dir, result, on_progress, fetcher).run()
         result.map_seconds = time.monotonic() - started
         reports = _reduce_all(job, work_dir, spill_dir, options)
         result.reduce_seconds = time.monotonic() - started - result.map_seconds
@@ -89,8 +95,9 @@ def run_job(job: Job, plan: Plan, options: RunOptions, output: TextIO,
 
 class _MapPhase:
     def __init__(self, job: Job, plan: Plan, options: RunOptions, spill_dir: str, result: RunResult,
-                 on_progress: Progress | None):
+                 on_progress: Progress | None, fetcher: Fetcher | None):
         self.plan = plan
+        self.fetcher = fetcher
         self.options = options
         self.result = result
         self.on_progress = on_progress
@@ -109,12 +116,11 @@ class _MapPhase:
         self.stopping = False
 
     def run(self) -> None:
-        for task in self.plan.tasks:
-            self.tasks.put(task)
         count = max(1, min(self.options.num_mappers, len(self.plan.tasks) or 1))
         try:
             for _ in range(count):
                 self._start_worker()
+            self._feed()
             if not self.plan.tasks:
                 self._stop_when_done()
             while len(self.finished) < len(self.workers):
@@ -122,13 +128,25 @@ class _MapPhase:
                     message = self.results.get(timeout=POLL_SECONDS)
                 except queue.Empty:
                     self._check_workers()
+                    self._progress()
                     continue
                 self._handle(message)
         except BaseException:
             self._terminate()
             raise
+        finally:
+            if self.fetcher is not None:
+                self.fetcher.stop()
         for process in self.workers.values():
             process.join()
+
+    def _feed(self) -> None:
+        if self.fetcher is None:
+            for task in self.plan.tasks:
+                self.tasks.put(task)
+            return
+        self.fetcher.start(self.plan.tasks, self.tasks.put,
+                           lambda path, reason: self.results.put(("fetch-failed", None, path, reason)))
 
     def _start_worker(self) -> None:
         worker_id = len(self.workers)
@@ -149,6 +167,8 @@ class _MapPhase:
         elif kind == "finished":
             self.result.add_bundle(message[2])
             self.finished.add(worker)
+        elif kind == "fetch-failed":
+            self._input_lost(*message[2:])
         elif kind == "failed":
             function, where, error, traceback = message[2:]
             raise JobCodeError(function, where, error, traceback)
@@ -158,17 +178,21 @@ class _MapPhase:
         self.current.pop(worker, None)
         self.in_flight.pop(worker, None)
         for path, error in report.corrupt or ():
-            if not self.options.allow_partial:
-                raise JobError(f"{error}; the job's result would be incomplete. "
-                               "Rerun with --allow-partial to accept that")
-            log.warning("%s", error)
-            self.result.missing.append(path)
+            self._input_lost(path, error)
         self.result.add_bundle(report, task.size, len(task.files))
         self.done.add(index)
         self.done_bytes += task.size
         self._progress()
         if len(self.done) == len(self.plan.tasks):
             self._stop_when_done()
+
+    def _input_lost(self, path: str, reason: str) -> None:
+        """A damaged or undownloadable input: the job fails, unless --allow-partial."""
+        if not self.options.allow_partial:
+            raise JobError(f"{reason}; the job's result would be incomplete. Rerun with --allow-partial "
+                           "to accept that")
+        log.warning("%s", reason)
+        self.result.missing.append(path)
 
     def _stop_when_done(self) -> None:
         if not self.stopping:

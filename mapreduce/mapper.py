@@ -50,6 +50,8 @@ class MapTask:
 
     @property
     def name(self) -> str:
+        if not self.files:
+            return f"bundle {self.index} (no files left)"
         first = self.files[0].path
         return first if len(self.files) == 1 else f"{first} and {len(self.files) - 1} more files"
 

@@ -16,7 +16,7 @@ import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 
-from storage import Schema, StoredFile, find_files
+from storage import Schema, StoredFile
 from storage.commands import format_bytes
 
 from .mapper import MapTask
@@ -40,11 +40,11 @@ class Plan:
 
     @property
     def files(self) -> list[StoredFile]:
-        return sorted((f for t in self.tasks for f in t.files), key=lambda f: f.path)
+        return sorted((f for t in self.tasks for f in t.files), key=StoredFile.layout_order)
 
 
-def make_plan(data_dir: str, selection: Schema | None, sample: float | None = None) -> Plan:
-    files = find_files(data_dir, selection)
+def make_plan(files: list[StoredFile], selection: Schema | None, sample: float | None = None) -> Plan:
+    """Bundle ``files`` (in layout order) for the workers; ``selection`` names the dimensions."""
     if sample is not None:
         files = sample_files(files, sample)
     tasks = [MapTask(index, tuple(bundle)) for index, bundle in enumerate(bundles(files, BUNDLE_BYTES))]
@@ -82,7 +82,7 @@ def sample_files(files: list[StoredFile], fraction: float) -> list[StoredFile]:
     for members in groups.values():
         members.sort(key=lambda f: (zlib.crc32(f.path.rsplit("/", 1)[-1].encode()), f.path))
         chosen.extend(members[:max(1, math.ceil(fraction * len(members)))])
-    return sorted(chosen, key=lambda f: f.path)
+    return sorted(chosen, key=StoredFile.layout_order)
 
 
 def describe(plan: Plan, workers: int) -> str:

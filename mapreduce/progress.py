@@ -27,12 +27,14 @@ class Progress:
         self.started = time.monotonic()
         self._last = self.started
 
-    def update(self, records: int, done_bytes: int, force: bool = False) -> None:
+    def update(self, records: int, done_bytes: int, note: str = "", force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return
         self._last = now
         line = self.describe(records, done_bytes, now - self.started)
+        if note:
+            line += f"; {note}"
         if self.live:
             self.stream.write(f"\r\033[K{line}")
             self.stream.flush()

@@ -16,7 +16,7 @@ from typing import Any
 from .codecs import COMPRESSORS
 from .compressor import compress_pending
 from .layout import PARTIAL_SUFFIX
-from .s3 import S3_ERRORS, expected_etag, explain, remote_etag, transfer_config
+from .s3 import S3Error, upload_verified
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +71,10 @@ def _export_one(client: Any, storage: str, path: str, bucket: str, prefix: str, 
     key = key_for(storage, path, prefix)
     try:
         size = os.path.getsize(path)
-        etag = expected_etag(path, size)
-        status = "skipped" if remote_etag(client, bucket, key) == (size, etag) else "uploaded"
-        if status == "uploaded":
-            client.upload_file(path, bucket, key, Config=transfer_config())
-            found = remote_etag(client, bucket, key)
-            if found != (size, etag):
-                return "failed", path, size, f"verification failed: the bucket has {found}, expected {(size, etag)}"
+        status = "uploaded" if upload_verified(client, path, bucket, key, skip_existing=True) else "skipped"
         if delete:
             os.remove(path)
         log.debug("%s %s -> s3://%s/%s", status, path, bucket, key)
         return status, path, size, None
-    except S3_ERRORS as e:  # first: botocore's timeouts are OSErrors too
-        return "failed", path, 0, str(explain(e, bucket, key))
-    except OSError as e:  # the local file
+    except (S3Error, OSError) as e:  # the upload, or the local file
         return "failed", path, 0, str(e)

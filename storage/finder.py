@@ -27,6 +27,15 @@ class StoredFile:
     dimensions: tuple[str, ...]
     size: int
 
+    @property
+    def relative(self) -> str:
+        """Its path within the layout: the same on any disk and under any S3 prefix."""
+        return "/".join((*self.dimensions[:-2], os.path.basename(self.path)))
+
+    def layout_order(self) -> tuple[str, ...]:
+        """Sort key giving the order ``find_files`` walks in (directory by directory, then file name)."""
+        return tuple(self.relative.split("/"))
+
     def open(self) -> RecordReader:
         return RecordReader(self.path, self.dimensions)
 

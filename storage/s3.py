@@ -78,6 +78,35 @@ def remote_etag(client: Any, bucket: str, key: str) -> tuple[int, str] | None:
     return head["ContentLength"], head["ETag"].strip('"')
 
 
+def upload_verified(client: Any, path: str, bucket: str, key: str, skip_existing: bool = False) -> bool:
+    """Upload ``path`` (multipart when large) and check the object's size and ETag against the file.
+
+    Returns False if ``skip_existing`` and the same content is already there.
+    Raises S3Error, naming the key and the reason, if it cannot be done.
+    """
+    size = os.path.getsize(path)
+    etag = expected_etag(path, size)
+    try:
+        if skip_existing and remote_etag(client, bucket, key) == (size, etag):
+            return False
+        client.upload_file(path, bucket, key, Config=transfer_config())
+        found = remote_etag(client, bucket, key)
+    except S3_ERRORS as e:
+        raise explain(e, bucket, key) from None
+    if found != (size, etag):
+        raise S3Error(f"s3://{bucket}/{key}: verification failed: the bucket has (size, ETag) {found}, "
+                      f"expected {(size, etag)}")
+    return True
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key); S3Error unless both are there."""
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    if not url.startswith("s3://") or not bucket or not key or key.endswith("/"):
+        raise S3Error(f"{url}: expected s3://BUCKET/KEY (a key naming an object, not ending in /)")
+    return bucket, key
+
+
 def check_bucket(client: Any, bucket: str) -> None:
     """Fail early, in one line, if the bucket cannot be used."""
     try:

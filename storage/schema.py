@@ -53,6 +53,9 @@ class AnyValue:
     def __contains__(self, part: str) -> bool:
         return True
 
+    def includes(self, other: "AllowedValues") -> bool:
+        return True
+
     def __repr__(self) -> str:
         return '"*"'
 
@@ -65,6 +68,9 @@ class ValueSet:
 
     def __contains__(self, part: str) -> bool:
         return part in self.values
+
+    def includes(self, other: "AllowedValues") -> bool:
+        return isinstance(other, ValueSet) and other.values <= self.values
 
     def __repr__(self) -> str:
         return json.dumps(sorted(self.values))
@@ -79,6 +85,14 @@ class ValueRange:
 
     def __contains__(self, part: str) -> bool:
         return (self.low is None or part >= self.low) and (self.high is None or part <= self.high)
+
+    def includes(self, other: "AllowedValues") -> bool:
+        if isinstance(other, ValueSet):
+            return all(value in self for value in other.values)
+        if isinstance(other, ValueRange):
+            return ((self.low is None or (other.low is not None and other.low >= self.low))
+                    and (self.high is None or (other.high is not None and other.high <= self.high)))
+        return self.low is None and self.high is None
 
     def __repr__(self) -> str:
         return json.dumps({k: v for k, v in (("min", self.low), ("max", self.high)) if v is not None})
@@ -172,6 +186,19 @@ class Schema:
     def matches(self, parts: Iterable[str]) -> bool:
         """Does a full list of path parts pass every dimension?"""
         return all(self.allows(level, part) for level, part in enumerate(parts))
+
+    def covers(self, other: "Schema") -> bool:
+        """Does this filter allow every path ``other`` allows? (Dimension by dimension, so it may say no
+        to a filter it covers only through a combination of dimensions; never yes wrongly.)"""
+        return (len(self.dimensions) == len(other.dimensions)
+                and all(mine.allowed.includes(theirs.allowed)
+                        for mine, theirs in zip(self.dimensions, other.dimensions)))
+
+    def document(self) -> dict:
+        """The filter as a JSON document that ``from_document`` reads back."""
+        return {"version": self.version,
+                "dimensions": [{"field_name": d.field_name, "allowed_values": json.loads(repr(d.allowed))}
+                               for d in self.dimensions]}
 
     def __repr__(self) -> str:
         return f"Schema({self.source!r}, {self.field_names})"

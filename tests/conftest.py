@@ -138,7 +138,7 @@ S3_ENVIRONMENT = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "tes
 class S3Server:
     """A real S3-compatible server process (moto in server mode) on 127.0.0.1."""
 
-    def __init__(self):
+    def __init__(self, log_path: Path):
         import socket
         import time
         import urllib.request
@@ -147,8 +147,10 @@ class S3Server:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.log_path = log_path
+        with open(log_path, "wb") as log:  # the server logs one line per request it serves
+            self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                             "-p", str(self.port)], stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -164,15 +166,22 @@ class S3Server:
         return boto3.client("s3", endpoint_url=self.url, aws_access_key_id="test-key",
                             aws_secret_access_key="test-secret", region_name="us-east-1")
 
+    def requests(self, bucket: str) -> list[str]:
+        """The request lines ("GET /bucket?..." ) the server has logged for ``bucket`` so far."""
+        import re
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        found = [m.group(1) for m in map(re.compile(r'"([A-Z]+ /[^ ]* HTTP/[0-9.]+)"').search, lines) if m]
+        return [r for r in found if r.split()[1].split("?")[0].strip("/").split("/")[0] == bucket]
+
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
-def s3_server():
+def s3_server(tmp_path_factory):
     os.environ.update(S3_ENVIRONMENT)  # for boto3 here and in every `mr` subprocess
-    server = S3Server()
+    server = S3Server(tmp_path_factory.mktemp("s3") / "server.log")
     yield server
     server.stop()
 
@@ -181,7 +190,9 @@ def s3_server():
 def bucket(s3_server, request) -> str:
     """A fresh, empty bucket for one test."""
     import re
-    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") + "-bucket"
+    import zlib
+    readable = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:45].strip("-")
+    name = f"{readable}-{zlib.crc32(request.node.nodeid.encode()):08x}"  # parametrized tests differ only at the end
     s3_server.client().create_bucket(Bucket=name)
     return name
 

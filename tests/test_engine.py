@@ -172,7 +172,7 @@ def test_allow_partial_says_data_was_missing(data, truth, tmp_path):
     copy, victim = damaged_copy(data, tmp_path)
     result, text = mr_run(JOBS / "no_combine.py", copy, tmp_path, "--allow-partial")
     assert result.returncode == 3
-    assert f"MISSING input (damaged): {victim}" in result.stderr
+    assert f"MISSING input: {victim}" in result.stderr
     assert sum(int(v) for v in tsv(text).values()) < len(truth["uuids"])
     assert json.loads((tmp_path / "out.txt.meta.json").read_text())["missing_inputs"] == [victim]
 

@@ -13,10 +13,12 @@ $(BIN)/mr: setup.py pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# Command-line tools the tests and benchmarks compare against (xz, lz4).
+# Command-line tools the tests and benchmarks compare against (xz, lz4), and the
+# sshd and ssh client the cluster tests run a real cluster through.
 system-deps:
-	@command -v xz >/dev/null && command -v lz4 >/dev/null || \
-	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends xz-utils lz4; }
+	@command -v xz >/dev/null && command -v lz4 >/dev/null && test -x /usr/sbin/sshd && command -v ssh >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      xz-utils lz4 openssh-server openssh-client procps; }
 
 # The main job: the dashboards' histogram aggregation over freshly generated sample data.
 demo: $(BIN)/mr

@@ -22,6 +22,7 @@ from storage.errors import LayoutError, SchemaError, StorageError
 from . import __version__
 from . import commands as mapreduce_commands
 from .errors import JobError
+from .lifecycle import stop_on_terminate
 
 log = logging.getLogger("mr")
 
@@ -47,14 +48,16 @@ def set_up_logging(verbose: int, quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("mr: %(levelname)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    if not quiet:  # progress lines (when stderr is not a terminal) show without -v
+    if not quiet:  # progress lines (when stderr is not a terminal) and the hosts' relayed logs show without -v
         logging.getLogger("mapreduce.progress").setLevel(logging.INFO)
+        logging.getLogger("mapreduce.cluster").setLevel(logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_up_logging(args.verbose, args.quiet)
     keep_freed_memory()
+    stop_on_terminate()
     try:
         return args.run(args)
     except BrokenPipeError:

@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
 import shutil
-import sys
-import tempfile
+import socket
 import time
-from contextlib import contextmanager
-from typing import Iterator, Sequence
-
-import multiprocessing_logging
 
 from storage.commands import add_s3_arguments, existing_dir, format_bytes, schema_file, s3_settings
 
-from . import __version__
-from .engine import RunResult, run_job
-from .errors import JobLoadError
+from . import __version__, cluster_commands, reduce_command
+from .arguments import fraction, positive
 from .destination import META_SUFFIX, Destination
+from .engine import RunResult, combine_job, run_job
+from .errors import JobLoadError
 from .inputs import Inputs, local_inputs
 from .job import Job, load_job
-from .options import RunOptions
-from .plan import describe, make_plan
+from .options import RunOptions, default_work_dir
+from .partial import write_partial
+from .plan import BUNDLE_BYTES, describe, make_plan
 from .progress import Progress
+from .reporting import finish, logs_from_workers, result_figures, write_json, write_output
 
 log = logging.getLogger(__name__)
-
-EXIT_PARTIAL = 3
-"""The job succeeded, but on partial data (--allow-partial and a damaged input)."""
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -73,6 +67,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--sample", type=fraction, metavar="FRACTION",
                      help="run on a stable sample of the files (the same each time, per channel and date)")
     run.add_argument("--dry-run", action="store_true", help="print what would be read and how, then stop")
+    run.add_argument("--combine-only", action="store_true",
+                     help="map and combine, no reduce: write a partial result (--output FILE) for 'mr reduce' "
+                          "to merge with other machines' partials")
     s3 = run.add_argument_group(
         "reading from S3", "The bucket holds the storage layout under PREFIX. Only the prefixes the filter allows "
         "are listed; objects are downloaded once into the cache, and mapping starts as they arrive.")
@@ -94,20 +91,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     streaming.add_argument("--combiner-cmd", metavar="CMD", help="key<TAB>value lines in, key<TAB>value lines out")
     streaming.add_argument("--reducer-cmd", metavar="CMD", help="key<TAB>value lines in, key<TAB>value lines out")
     run.set_defaults(run=run_command)
-
-
-def positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
-    return number
-
-
-def fraction(value: str) -> float:
-    number = float(value)
-    if not 0 < number <= 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a fraction in (0, 1]")
-    return number
+    reduce_command.add_command(commands)
+    cluster_commands.add_command(commands)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -116,9 +101,14 @@ def run_command(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     job = _load(args)
     work_dir = args.work_dir or default_work_dir()
+    if args.combine_only and (args.output == "-" or args.output.startswith("s3://")):
+        raise JobLoadError("--combine-only writes a partial result file: give --output FILE")
     destination = Destination.parse(args.output, work_dir, lambda: s3_settings(args))
     inputs = _gather(args, work_dir)
-    plan = make_plan(inputs.files, args.input_filter, args.sample)
+    # A partial of a job without combine carries raw values, ordered by the bundle they came from: with a
+    # bundle per file, they merge with other machines' into the order one machine would have read them in.
+    per_file = args.combine_only and job.combine is None
+    plan = make_plan(inputs.files, args.input_filter, args.sample, bundle_bytes=0 if per_file else BUNDLE_BYTES)
     if args.dry_run:
         print(describe(plan, args.num_mappers))
         return 0
@@ -131,33 +121,26 @@ def run_command(args: argparse.Namespace) -> int:
                          combiner_cmd=args.combiner_cmd, reducer_cmd=args.reducer_cmd)
     fetcher = inputs.fetcher
     progress = Progress("map", total_bytes=plan.total_bytes)
+    on_progress = lambda r, done: progress.update(r.records, done, _download_note(fetcher))  # noqa: E731
     started = time.time()
     with logs_from_workers():
         try:
-            result = _run_to_output(job, plan, options, destination.local, fetcher,
-                                    lambda r, done: progress.update(r.records, done, _download_note(fetcher)))
+            if args.combine_only:
+                def write(result: RunResult, entries) -> int:
+                    header = dict(_describe_run(args, job, plan, inputs, started), **result_figures(result),
+                                  machine=socket.gethostname(), combined=job.combine is not None)
+                    return write_partial(args.output, header, entries)
+                result = combine_job(job, plan, options, write, socket.gethostname(), on_progress, fetcher)
+            else:
+                result = write_output(destination.local,
+                                      lambda out: run_job(job, plan, options, out, on_progress, fetcher))
         finally:
             progress.finish()
-    if destination.local != "-":
-        _write_meta(args, job, plan, options, result, inputs, started, destination.local + META_SUFFIX)
+    if destination.local != "-" and not args.combine_only:
+        write_json(destination.local + META_SUFFIX,
+                   dict(_describe_run(args, job, plan, inputs, started), **result_figures(result)))
     destination.publish()
-    sys.stderr.write(render_summary(result, inputs.describe()) + "\n")
-    if result.errors:
-        log.warning("%d records made map() raise and were skipped (--max-errors %d)", result.errors, args.max_errors)
-    for sample in result.samples:
-        log.warning("%s", sample)
-    if result.missing or inputs.warnings:
-        log.warning("the result is INCOMPLETE: %s", "; ".join(
-            ([f"{len(result.missing)} input files were left out"] if result.missing else []) + inputs.warnings))
-        return EXIT_PARTIAL
-    return 0
-
-
-def default_work_dir() -> str:
-    """Where spills and the S3 cache go without -w: private to the user, kept between runs for the cache."""
-    path = os.path.join(tempfile.gettempdir(), f"mr-{os.getuid()}")
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
+    return finish(result, inputs.warnings, inputs.describe(), args.max_errors)
 
 
 def _gather(args: argparse.Namespace, work_dir: str) -> Inputs:
@@ -199,45 +182,13 @@ def _load(args: argparse.Namespace) -> Job:
     return load_job(args.job, require_map=args.mapper_cmd is None)
 
 
-@contextmanager
-def logs_from_workers() -> Iterator[None]:
-    """Route worker processes' log records through this process's handlers while the job runs.
-
-    Afterwards the relaying handlers are drained and removed, so nothing a
-    worker logged is lost and later messages are written directly.
-    """
-    multiprocessing_logging.install_mp_handler()
-    try:
-        yield
-    finally:
-        root = logging.getLogger()
-        relays = [h for h in root.handlers if isinstance(h, multiprocessing_logging.MultiProcessingHandler)]
-        multiprocessing_logging.uninstall_mp_handler()
-        for relay in relays:
-            relay.close()  # waits until every queued record has been emitted
-
-
-def _run_to_output(job, plan, options: RunOptions, output: str, fetcher, on_progress) -> RunResult:
-    if output == "-":
-        return run_job(job, plan, options, sys.stdout, on_progress, fetcher)
-    directory = os.path.dirname(os.path.abspath(output))
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(output)}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            result = run_job(job, plan, options, f, on_progress, fetcher)
-        os.replace(temporary, output)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return result
-
-
-def _write_meta(args, job, plan, options: RunOptions, result: RunResult, inputs: Inputs, started: float,
-                path: str) -> None:
-    meta = {
+def _describe_run(args, job: Job, plan, inputs: Inputs, started: float) -> dict:
+    """What a run read and how: the sidecar's (and a partial header's) account of the run."""
+    return {
         "mr_version": __version__,
-        "job": {"path": os.path.abspath(job.path) if args.job else None, "sha256": job.source_hash,
-                "mapper_cmd": args.mapper_cmd, "combiner_cmd": args.combiner_cmd, "reducer_cmd": args.reducer_cmd},
+        "job": {"path": os.path.abspath(job.path) if args.job else None, "name": os.path.basename(job.path),
+                "sha256": job.source_hash, "mapper_cmd": args.mapper_cmd, "combiner_cmd": args.combiner_cmd,
+                "reducer_cmd": args.reducer_cmd},
         "filter": args.input_filter and dict(args.input_filter.document(),
                                              source=os.path.abspath(args.input_filter.source)),
         "data_dir": args.data_dir and os.path.abspath(args.data_dir),
@@ -247,37 +198,7 @@ def _write_meta(args, job, plan, options: RunOptions, result: RunResult, inputs:
                                "downloaded_files": inputs.fetcher and inputs.fetcher.fetched_files},
         "inputs": [{"path": f.path, "layout_path": f.relative, "bytes": f.size} for f in plan.files],
         "warnings": inputs.warnings,
-        "options": {"num_mappers": options.num_mappers, "num_reducers": options.num_reducers,
-                    "memory_mb": args.memory, "max_errors": options.max_errors,
-                    "allow_partial": options.allow_partial, "sample": args.sample},
-        "counters": dict(sorted(result.counters.items())),
-        "records": result.records, "bad_lines": result.bad_lines, "bad_records": result.bad_records,
-        "errors": result.errors, "output_records": result.output_records, "shuffle_bytes": result.spilled_bytes,
-        "shuffle_values": result.spilled_values,
-        "missing_inputs": result.missing, "retried_inputs": result.retried,
+        "options": {"num_mappers": args.num_mappers, "num_reducers": args.num_reducers, "memory_mb": args.memory,
+                    "max_errors": args.max_errors, "allow_partial": args.allow_partial, "sample": args.sample},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "seconds": {"total": round(result.seconds, 3), "map": round(result.map_seconds, 3),
-                    "reduce": round(result.reduce_seconds, 3)},
     }
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=2)
-        f.write("\n")
-
-
-def render_summary(result: RunResult, sources: Sequence[str] = ()) -> str:
-    rate = result.records / result.seconds if result.seconds else 0
-    lines = [
-        f"files:        {result.files:,} ({format_bytes(result.compressed_bytes)} compressed, "
-        f"{format_bytes(result.uncompressed_bytes)} uncompressed)",
-        f"pings:        {result.records:,} ({rate:,.0f}/s)",
-        f"bad lines:    {result.bad_lines:,}",
-        f"bad records:  {result.bad_records:,}",
-        f"errors:       {result.errors:,}",
-        f"output:       {result.output_records:,} records",
-        f"time:         {result.seconds:.1f} s (map {result.map_seconds:.1f} s, reduce {result.reduce_seconds:.1f} s)",
-    ]
-    lines += sources
-    lines += [f"counter {name}: {value:,}" for name, value in sorted(result.counters.items())]
-    lines += [f"MISSING input: {path}" for path in result.missing]
-    lines += [f"retried input (worker died): {path}" for path in result.retried]
-    return "\n".join(lines)

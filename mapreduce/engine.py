@@ -9,7 +9,9 @@ succeeded.
 
 from __future__ import annotations
 
+import glob
 import heapq
+import itertools
 import logging
 import multiprocessing
 import os
@@ -20,15 +22,18 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, TextIO
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Callable, Iterator, TextIO
 
 from .errors import JobCodeError, JobError
 from .job import Job
-from .mapper import BundleReport, MapSettings, bundle_spills, run_worker
+from .keys import partition_of
+from .lifecycle import become_worker
+from .mapper import BundleReport, MapSettings, bundle_spills, run_worker, spill_path
 from .options import RunOptions
 from .plan import Plan
-from .reducer import ReduceReport, output_path, reduce_partition
-from .spill import read_run
+from .reducer import ReduceFailed, ReduceReport, gather_values, output_path, reduce_partition
+from .spill import Entry, RunWriter, grouped, merge_runs, read_run
 
 if TYPE_CHECKING:
     from .fetch import Fetcher  # imports boto3: only runs that read S3 pay for it
@@ -73,24 +78,119 @@ def run_job(job: Job, plan: Plan, options: RunOptions, output: TextIO,
     """
     started = time.monotonic()
     result = RunResult()
-    work_dir = tempfile.mkdtemp(prefix="mr-", dir=options.work_dir)
-    try:
-        spill_dir = os.path.join(work_dir, "spill")
-        _MapPhase(job, plan, options, spill_dir, result, on_progress, fetcher).run()
+    with _scratch(options) as work_dir:
+        _MapPhase(job, plan, options, _spill_dir(work_dir), result, on_progress, fetcher).run()
         result.map_seconds = time.monotonic() - started
-        reports = _reduce_all(job, work_dir, spill_dir, options)
-        result.reduce_seconds = time.monotonic() - started - result.map_seconds
-        for report in reports:
-            result.counters.update(report.counters)
-            result.output_records += report.records
-        output.write(reports[0].preamble)
-        outputs = [read_run(output_path(work_dir, r)) for r in range(len(reports))]
-        for _, text in heapq.merge(*outputs, key=lambda entry: entry[0]):
-            output.write(text)
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        _reduce_to_output(job, work_dir, options, output, result)
     result.seconds = time.monotonic() - started
     return result
+
+
+def combine_job(job: Job, plan: Plan, options: RunOptions, write: Callable[[RunResult, Iterator[Entry]], int],
+                machine: str, on_progress: Progress | None = None, fetcher: Fetcher | None = None) -> RunResult:
+    """Map and combine only (no reduce): ``write`` receives the entries of a partial result.
+
+    Each key's values are combined into one entry if the job has ``combine``
+    (else its entries pass as they are). Tags name the layout path of the
+    bundle's first file instead of the bundle's number, so partials of
+    different machines merge into the order one machine would have used.
+    ``write`` gets the map phase's result too (for a header), and returns the
+    number of entries it wrote (the output records).
+    """
+    started = time.monotonic()
+    result = RunResult()
+    with _scratch(options) as work_dir:
+        spill_dir = _spill_dir(work_dir)
+        _MapPhase(job, plan, options, spill_dir, result, on_progress, fetcher).run()
+        result.map_seconds = time.monotonic() - started
+        positions = {task.index: task.files[0].layout_order() for task in plan.tasks if task.files}
+        runs = glob.glob(os.path.join(spill_dir, "p*", "*.run"))
+        retag = _Retag(positions, machine)
+        result.output_records = write(result, combined_entries(job, grouped(merge_runs(runs, work_dir)), retag))
+        result.reduce_seconds = time.monotonic() - started - result.map_seconds
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def reduce_entries(job: Job, entries: Iterator[Entry], options: RunOptions, output: TextIO) -> RunResult:
+    """The final reduce of partial results: spread over the reducers as mappers would, then reduced."""
+    started = time.monotonic()
+    result = RunResult()
+    with _scratch(options) as work_dir:
+        spill_dir = _spill_dir(work_dir)
+        writers: dict[int, RunWriter] = {}
+        for entry in entries:
+            partition = partition_of(entry[0], options.num_reducers)
+            if partition not in writers:
+                os.makedirs(os.path.join(spill_dir, f"p{partition:04d}"))
+                writers[partition] = RunWriter(spill_path(spill_dir, partition, (0, 0)))
+            writers[partition].add(entry)
+        for writer in writers.values():
+            writer.close()
+        result.map_seconds = time.monotonic() - started
+        _reduce_to_output(job, work_dir, options, output, result)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def combined_entries(job: Job, groups, retag: Callable[[tuple], tuple]) -> Iterator[Entry]:
+    """Per key: one entry of combined values (jobs with ``combine``), or every entry, retagged."""
+    for ordered, key, value_lists in groups:
+        if job.combine is None:
+            for tag, values in value_lists:
+                yield ordered, retag(tag), key, values
+            continue
+        first_tag, first_values = next(value_lists)
+        rest = (values for _, values in value_lists)
+        try:
+            values = gather_values(job, key, itertools.chain([first_values], rest), final=True)
+        except ReduceFailed as failure:
+            raise JobCodeError(*failure.args) from None
+        yield ordered, retag(first_tag), key, values
+
+
+class _Retag:
+    """Bundle number -> layout position of its first file; a worker's finish_map output sorts after all files."""
+
+    def __init__(self, positions: dict[int, tuple[str, ...]], machine: str):
+        self.positions = positions
+        self.machine = machine
+
+    def __call__(self, tag: tuple[int, int]) -> tuple:
+        index, spill = tag
+        if index in self.positions:
+            return self.positions[index], spill
+        return (FINISH_MAP_POSITION, self.machine), index
+
+
+FINISH_MAP_POSITION = "\U0010ffff"
+"""Sorts after every layout path part."""
+
+
+@contextmanager
+def _scratch(options: RunOptions) -> Iterator[str]:
+    work_dir = tempfile.mkdtemp(prefix="mr-", dir=options.work_dir)
+    try:
+        yield work_dir
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _spill_dir(work_dir: str) -> str:
+    return os.path.join(work_dir, "spill")
+
+
+def _reduce_to_output(job: Job, work_dir: str, options: RunOptions, output: TextIO, result: RunResult) -> None:
+    started = time.monotonic()
+    reports = _reduce_all(job, work_dir, _spill_dir(work_dir), options)
+    for report in reports:
+        result.counters.update(report.counters)
+        result.output_records += report.records
+    output.write(reports[0].preamble)
+    outputs = [read_run(output_path(work_dir, r)) for r in range(len(reports))]
+    for _, text in heapq.merge(*outputs, key=lambda entry: entry[0]):
+        output.write(text)
+    result.reduce_seconds = time.monotonic() - started
 
 
 class _MapPhase:
@@ -283,7 +383,7 @@ def _in_processes(function, arguments: list, parallel: int) -> list:
     pending = list(enumerate(arguments))
 
     def target(i, argument):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        become_worker()
         results_queue.put((i, function(argument)))
 
     try:

@@ -13,7 +13,6 @@ import gc
 import glob
 import logging
 import os
-import signal
 import time
 import traceback
 from collections import Counter
@@ -27,6 +26,7 @@ from storage.allocator import keep_freed_memory
 from .context import MapContext
 from .job import Job
 from .keys import order_key, partition_of
+from .lifecycle import become_worker
 from .options import RunOptions
 from .spill import write_run
 from .streaming import Pipe, StreamingFailure, key_value_lines
@@ -107,7 +107,7 @@ def bundle_spills(spill_dir: str, index: int) -> list[str]:
 
 def run_worker(worker_id: int, settings: MapSettings, tasks, results) -> None:
     """The body of a map worker process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C and stops us
+    become_worker()
     keep_freed_memory()
     profiler = cProfile.Profile() if settings.options.profile_dir else None
     if profiler:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 
 
@@ -18,3 +20,10 @@ class RunOptions:
     mapper_cmd: str | None = None
     combiner_cmd: str | None = None
     reducer_cmd: str | None = None
+
+
+def default_work_dir() -> str:
+    """Where spills and the S3 cache go without -w: private to the user, kept between runs for the cache."""
+    path = os.path.join(tempfile.gettempdir(), f"mr-{os.getuid()}")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path

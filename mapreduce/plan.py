@@ -43,11 +43,15 @@ class Plan:
         return sorted((f for t in self.tasks for f in t.files), key=StoredFile.layout_order)
 
 
-def make_plan(files: list[StoredFile], selection: Schema | None, sample: float | None = None) -> Plan:
-    """Bundle ``files`` (in layout order) for the workers; ``selection`` names the dimensions."""
+def make_plan(files: list[StoredFile], selection: Schema | None, sample: float | None = None,
+              bundle_bytes: int = BUNDLE_BYTES) -> Plan:
+    """Bundle ``files`` (in layout order) for the workers; ``selection`` names the dimensions.
+
+    ``bundle_bytes=0`` makes every file its own bundle.
+    """
     if sample is not None:
         files = sample_files(files, sample)
-    tasks = [MapTask(index, tuple(bundle)) for index, bundle in enumerate(bundles(files, BUNDLE_BYTES))]
+    tasks = [MapTask(index, tuple(bundle)) for index, bundle in enumerate(bundles(files, bundle_bytes))]
     tasks.sort(key=lambda t: (-t.size, t.index))
     names = (selection or Schema.default()).field_names
     return Plan(tasks, names)

@@ -11,7 +11,7 @@ import glob
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from .context import COMBINE_THRESHOLD, OutputContext, CombineContext
 from .job import Job
@@ -45,8 +45,8 @@ def reduce_partition(job: Job, work_dir: str, spill_dir: str, partition: int,
     os.makedirs(os.path.dirname(path), exist_ok=True)
 
     def outputs():
-        for ordered, key, value_lists in grouped(merge_runs(runs, os.path.dirname(path))):
-            values = _gather(job, key, value_lists)
+        for ordered, key, tagged in grouped(merge_runs(runs, os.path.dirname(path))):
+            values = gather_values(job, key, (values for _, values in tagged))
             if job.reduce:
                 _call("reduce", f"key {key!r}", lambda: job.reduce(key, values, context), job)
             else:
@@ -59,7 +59,7 @@ def reduce_partition(job: Job, work_dir: str, spill_dir: str, partition: int,
 
     def external_outputs():
         merged = grouped(merge_runs(runs, os.path.dirname(path)))
-        pairs = ((key, value) for _, key, value_lists in merged for values in value_lists for value in values)
+        pairs = ((key, value) for _, key, tagged in merged for _, values in tagged for value in values)
         written = []
         for key, value in Pipe(reducer_cmd, key_value_lines(pairs), lambda: f"partition {partition}").pairs():
             written.append((order_key(key), f"{key}{context.field_separator}{value}{context.record_separator}"))
@@ -74,7 +74,7 @@ def reduce_partition(job: Job, work_dir: str, spill_dir: str, partition: int,
         report.preamble = "".join(lines)
         lines.clear()
         write_run(path, external_outputs() if reducer_cmd else outputs())
-    except _ReduceFailed as failure:
+    except ReduceFailed as failure:
         report.failure = failure.args
     except StreamingFailure as failure:
         report.failure = ("reducer command", *failure.args)
@@ -82,19 +82,26 @@ def reduce_partition(job: Job, work_dir: str, spill_dir: str, partition: int,
     return report
 
 
-def _gather(job: Job, key: Any, value_lists) -> list:
-    """A key's values in tag order, combined every COMBINE_THRESHOLD values if the job can."""
+def gather_values(job: Job, key: Any, value_lists: Iterable[list], final: bool = False) -> list:
+    """A key's values in tag order, combined every COMBINE_THRESHOLD values if the job can (and at the
+    end too if ``final``); ReduceFailed if ``combine`` raised."""
     values: list = []
     for chunk in value_lists:
         values.extend(chunk)
         if job.combine is not None and len(values) >= COMBINE_THRESHOLD:
-            capture = CombineContext()
-            _call("combine", f"key {key!r}", lambda: job.combine(key, values, capture), job)
-            values = [value for _, value in capture.pairs]
+            values = _combine(job, key, values)
+    if final and job.combine is not None and len(values) > 1:
+        values = _combine(job, key, values)
     return values
 
 
-class _ReduceFailed(Exception):
+def _combine(job: Job, key: Any, values: list) -> list:
+    capture = CombineContext()
+    _call("combine", f"key {key!r}", lambda: job.combine(key, values, capture), job)
+    return [value for _, value in capture.pairs]
+
+
+class ReduceFailed(Exception):
     """(function, where, error, job traceback)."""
 
 
@@ -102,4 +109,4 @@ def _call(name: str, where: str, thunk, job: Job) -> None:
     try:
         thunk()
     except Exception as e:
-        raise _ReduceFailed(name, where, f"{type(e).__name__}: {e}", job_traceback(e, job)) from None
+        raise ReduceFailed(name, where, f"{type(e).__name__}: {e}", job_traceback(e, job)) from None

@@ -25,32 +25,53 @@ MAX_OPEN_RUNS = 200
 Entry = tuple[tuple, tuple, Any, list]
 
 
-def write_run(path: str, entries: Iterable[Entry]) -> int:
-    """Write already-sorted entries; returns the file's size. Written under a temporary name first.
+class RunWriter:
+    """Writes already-sorted entries to a run under a temporary name; ``close`` renames it into place.
 
     Entries are pickled in batches of about BATCH_BYTES: the batch length
     starts small and doubles or halves with the size of what it held, so a
     reader holds about a megabyte per run whether entries are counts or whole
     histogram sets.
     """
-    temporary = path + ".tmp"
-    limit = 16
-    with lz4.frame.open(temporary, "wb") as f:
-        batch: list[Entry] = []
-        for entry in entries:
-            batch.append(entry)
-            if len(batch) >= limit:
-                data = pickle.dumps(batch, protocol=5)
-                f.write(data)
-                batch = []
-                if len(data) < BATCH_BYTES // 2:
-                    limit = min(limit * 2, MAX_BATCH)
-                elif len(data) > BATCH_BYTES * 2:
-                    limit = max(1, limit // 2)
-        if batch:
-            f.write(pickle.dumps(batch, protocol=5))
-    os.replace(temporary, path)
-    return os.path.getsize(path)
+
+    def __init__(self, path: str):
+        self.path = path
+        self.entries = 0
+        self._file = lz4.frame.open(path + ".tmp", "wb")
+        self._batch: list[Entry] = []
+        self._limit = 16
+
+    def add(self, entry: Entry) -> None:
+        self._batch.append(entry)
+        self.entries += 1
+        if len(self._batch) >= self._limit:
+            data = self._flush()
+            if len(data) < BATCH_BYTES // 2:
+                self._limit = min(self._limit * 2, MAX_BATCH)
+            elif len(data) > BATCH_BYTES * 2:
+                self._limit = max(1, self._limit // 2)
+
+    def close(self) -> int:
+        """Finish the run and put it in place; returns its size."""
+        if self._batch:
+            self._flush()
+        self._file.close()
+        os.replace(self.path + ".tmp", self.path)
+        return os.path.getsize(self.path)
+
+    def _flush(self) -> bytes:
+        data = pickle.dumps(self._batch, protocol=5)
+        self._file.write(data)
+        self._batch = []
+        return data
+
+
+def write_run(path: str, entries: Iterable[Entry]) -> int:
+    """Write already-sorted entries as one run; returns the file's size."""
+    writer = RunWriter(path)
+    for entry in entries:
+        writer.add(entry)
+    return writer.close()
 
 
 def read_run(path: str) -> Iterator[Entry]:
@@ -83,9 +104,9 @@ def merge_runs(paths: list[str], work_dir: str) -> Iterator[Entry]:
     return heapq.merge(*map(read_run, paths))
 
 
-def grouped(entries: Iterator[Entry]) -> Iterator[tuple[tuple, Any, Iterator[list]]]:
-    """(ordered key, key, the key's value lists in tag order) for each distinct key."""
+def grouped(entries: Iterator[Entry]) -> Iterator[tuple[tuple, Any, Iterator[tuple[tuple, list]]]]:
+    """(ordered key, key, the key's (tag, values) in tag order) for each distinct key."""
     for ordered, group in itertools.groupby(entries, key=lambda entry: entry[0]):
         first = next(group)
-        yield ordered, first[2], itertools.chain([first[3]], (entry[3] for entry in group))
+        yield ordered, first[2], itertools.chain([first[1::2]], (entry[1::2] for entry in group))
 

@@ -232,3 +232,78 @@ def mr_run(job: Path, data: Path, tmp_path: Path, *args: str, output: str = "out
 
 def tsv(text: str) -> dict[str, str]:
     return dict(line.split("\t", 1) for line in text.splitlines())
+
+
+# -- ssh fixtures --------------------------------------------------------------------
+
+class SshServer:
+    """A real sshd on 127.0.0.1 with a throwaway host key and user key, and an ssh_config that uses them."""
+
+    def __init__(self, directory: Path):
+        import getpass
+        import socket
+        import time
+
+        self.directory = directory
+        for key in ("host_key", "user_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(directory / key)], check=True)
+        (directory / "authorized_keys").write_text((directory / "user_key.pub").read_text())
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        (directory / "sshd_config").write_text(f"""\
+Port {self.port}
+ListenAddress 127.0.0.1
+HostKey {directory}/host_key
+AuthorizedKeysFile {directory}/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+PidFile {directory}/sshd.pid
+LogLevel ERROR
+""")
+        host_key = (directory / "host_key.pub").read_text().split()
+        (directory / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host_key[0]} {host_key[1]}\n")
+        self.config = directory / "ssh_config"
+        self.config.write_text(f"""\
+Host *
+  IdentityFile {directory}/user_key
+  IdentitiesOnly yes
+  UserKnownHostsFile {directory}/known_hosts
+  StrictHostKeyChecking yes
+  LogLevel ERROR
+""")
+        if os.geteuid() == 0:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+        self.user = getpass.getuser()
+        with open(directory / "sshd.log", "wb") as log:
+            self.process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(directory / "sshd_config")],
+                                            stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 20
+        while subprocess.run(self.ssh("true"), capture_output=True).returncode != 0:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"the test sshd did not start: {(directory / 'sshd.log').read_text()}")
+            time.sleep(0.2)
+
+    @property
+    def target(self) -> str:
+        return f"{self.user}@127.0.0.1:{self.port}"
+
+    def ssh(self, command: str) -> list[str]:
+        return ["ssh", "-F", str(self.config), "-p", str(self.port), f"{self.user}@127.0.0.1", command]
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    if not Path("/usr/sbin/sshd").exists():
+        pytest.fail("the cluster tests need a real sshd: install openssh-server (make test does)")
+    server = SshServer(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()

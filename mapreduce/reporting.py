@@ -1,0 +1,109 @@
+"""What the job commands share around the engine: worker logs, the output file, the sidecar, the summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence, TextIO
+
+import multiprocessing_logging
+
+from storage.commands import format_bytes
+
+from .engine import RunResult
+
+log = logging.getLogger(__name__)
+
+EXIT_PARTIAL = 3
+"""The job succeeded, but on partial data (--allow-partial and a damaged input, a missing host, ...)."""
+
+
+@contextmanager
+def logs_from_workers() -> Iterator[None]:
+    """Route worker processes' log records through this process's handlers while the job runs.
+
+    Afterwards the relaying handlers are drained and removed, so nothing a
+    worker logged is lost and later messages are written directly.
+    """
+    multiprocessing_logging.install_mp_handler()
+    try:
+        yield
+    finally:
+        root = logging.getLogger()
+        relays = [h for h in root.handlers if isinstance(h, multiprocessing_logging.MultiProcessingHandler)]
+        multiprocessing_logging.uninstall_mp_handler()
+        for relay in relays:
+            relay.close()  # waits until every queued record has been emitted
+
+
+def write_output(output: str, produce: Callable[[TextIO], RunResult]) -> RunResult:
+    """Run ``produce`` writing to ``output`` (``-``: stdout) through a temporary name, renamed on success."""
+    if output == "-":
+        return produce(sys.stdout)
+    directory = os.path.dirname(os.path.abspath(output))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(output)}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            result = produce(f)
+        os.replace(temporary, output)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return result
+
+
+def write_json(path: str, document: dict) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=2)
+        f.write("\n")
+
+
+def result_figures(result: RunResult) -> dict:
+    """The run's counts and timings, for a sidecar or a partial's header."""
+    return {
+        "counters": dict(sorted(result.counters.items())),
+        "records": result.records, "bad_lines": result.bad_lines, "bad_records": result.bad_records,
+        "errors": result.errors, "output_records": result.output_records, "shuffle_bytes": result.spilled_bytes,
+        "shuffle_values": result.spilled_values, "files": result.files, "compressed_bytes": result.compressed_bytes,
+        "uncompressed_bytes": result.uncompressed_bytes,
+        "missing_inputs": result.missing, "retried_inputs": result.retried,
+        "seconds": {"total": round(result.seconds, 3), "map": round(result.map_seconds, 3),
+                    "reduce": round(result.reduce_seconds, 3)},
+    }
+
+
+def render_summary(result: RunResult, sources: Sequence[str] = ()) -> str:
+    rate = result.records / result.seconds if result.seconds else 0
+    lines = [
+        f"files:        {result.files:,} ({format_bytes(result.compressed_bytes)} compressed, "
+        f"{format_bytes(result.uncompressed_bytes)} uncompressed)",
+        f"pings:        {result.records:,} ({rate:,.0f}/s)",
+        f"bad lines:    {result.bad_lines:,}",
+        f"bad records:  {result.bad_records:,}",
+        f"errors:       {result.errors:,}",
+        f"output:       {result.output_records:,} records",
+        f"time:         {result.seconds:.1f} s (map {result.map_seconds:.1f} s, reduce {result.reduce_seconds:.1f} s)",
+    ]
+    lines += sources
+    lines += [f"counter {name}: {value:,}" for name, value in sorted(result.counters.items())]
+    lines += [f"MISSING input: {path}" for path in result.missing]
+    lines += [f"retried input (worker died): {path}" for path in result.retried]
+    return "\n".join(lines)
+
+
+def finish(result: RunResult, warnings: Sequence[str], sources: Sequence[str] = (), max_errors: int = 0) -> int:
+    """Print the summary and the warnings; the exit status (EXIT_PARTIAL if anything is missing)."""
+    sys.stderr.write(render_summary(result, sources) + "\n")
+    if result.errors:
+        log.warning("%d records made map() raise and were skipped (--max-errors %d)", result.errors, max_errors)
+    for sample in result.samples:
+        log.warning("%s", sample)
+    if result.missing or warnings:
+        log.warning("the result is INCOMPLETE: %s", "; ".join(
+            ([f"{len(result.missing)} inputs were left out"] if result.missing else []) + list(warnings)))
+        return EXIT_PARTIAL
+    return 0

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 STDERR_TAIL = 15
 """Lines of a failed host's stderr shown in the error."""
 
-STAGED_JOB = "job.py"
 STAGED_FILTER = "filter.json"
 
 
@@ -109,7 +108,8 @@ class ClusterRun:
         return outcome
 
     def _run_script(self, host: Host, remote_dir: str) -> str:
-        arguments = ["run", STAGED_JOB, "--combine-only", "--output", f"{remote_dir}/partial", "--work-dir", remote_dir]
+        arguments = ["run", os.path.basename(self.job.job_path), "--combine-only", "--output",
+                     f"{remote_dir}/partial", "--work-dir", remote_dir]
         if host.data_dir:
             arguments += ["--data-dir", host.data_dir]
         if self.job.filter_path:
@@ -152,7 +152,7 @@ class ClusterRun:
         return None
 
     def _staging_archive(self) -> bytes:
-        """A tar of the job script (as job.py), the modules beside it, and the filter."""
+        """A tar of the job script, the modules beside it, and the filter (as filter.json)."""
         buffer = io.BytesIO()
         job_dir = os.path.dirname(os.path.abspath(self.job.job_path))
         with tarfile.open(fileobj=buffer, mode="w") as archive:
@@ -160,7 +160,7 @@ class ClusterRun:
                 path = os.path.join(job_dir, name)
                 if name.endswith(".py") and os.path.isfile(path) and not os.path.samefile(path, self.job.job_path):
                     archive.add(path, arcname=name)
-            archive.add(self.job.job_path, arcname=STAGED_JOB)
+            archive.add(self.job.job_path, arcname=os.path.basename(self.job.job_path))
             if self.job.filter_path:
                 archive.add(self.job.filter_path, arcname=STAGED_FILTER)
         return buffer.getvalue()

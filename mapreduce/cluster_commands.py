@@ -143,7 +143,8 @@ def cluster_check_command(args: argparse.Namespace) -> int:
 def _check(ssh: Ssh, host: Host, remote_mr: str) -> tuple[str, bool]:
     data_dir = shlex.quote(host.data_dir) if host.data_dir else "''"
     script = (f"{remote_mr} --version 2>&1; d={data_dir}; "
-              'if [ -z "$d" ]; then echo "data: none given"; elif [ -d "$d" ]; then echo "data: $(du -sk "$d" | cut -f1)"; '
+              'if [ -z "$d" ]; then echo "data: none given"; '
+              'elif [ -d "$d" ]; then echo "data: $(du -sk "$d" | cut -f1)"; '
               'else echo "data: missing"; fi')
     try:
         done = subprocess.run(ssh.command(host, script), capture_output=True, text=True, timeout=120)

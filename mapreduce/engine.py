@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Iterator, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO
 
 from .errors import JobCodeError, JobError
 from .job import Job
@@ -207,7 +207,9 @@ class _MapPhase:
         self.results = self.context.Queue()
         self.by_index = {task.index: task for task in plan.tasks}
         self.workers: dict[int, multiprocessing.Process] = {}
-        self.current: dict[int, int] = {}
+        self.slots: dict[int, Any] = {}
+        """Per worker, shared memory holding the bundle it took last (-1: none yet). Written before the
+        worker reads a byte of it, so a worker killed at any moment never leaves its bundle unknown."""
         self.in_flight: dict[int, int] = {}
         self.attempts: Counter = Counter()
         self.done: set[int] = set()
@@ -250,16 +252,16 @@ class _MapPhase:
 
     def _start_worker(self) -> None:
         worker_id = len(self.workers)
-        process = self.context.Process(target=run_worker, name=f"mr-map-{worker_id}",
-                                       args=(worker_id, self.settings, self.tasks, self.results), daemon=True)
+        self.slots[worker_id] = self.context.Value("q", -1, lock=False)
+        process = self.context.Process(target=run_worker, name=f"mr-map-{worker_id}", daemon=True,
+                                       args=(worker_id, self.settings, self.tasks, self.results,
+                                             self.slots[worker_id]))
         process.start()
         self.workers[worker_id] = process
 
     def _handle(self, message: tuple) -> None:
         kind, worker = message[0], message[1]
-        if kind == "start":
-            self.current[worker] = message[2]
-        elif kind == "progress":
+        if kind == "progress":
             self.in_flight[worker] = message[3]
             self._progress()
         elif kind == "done":
@@ -275,7 +277,6 @@ class _MapPhase:
 
     def _bundle_done(self, worker: int, index: int, report: BundleReport) -> None:
         task = self.by_index[index]
-        self.current.pop(worker, None)
         self.in_flight.pop(worker, None)
         for path, error in report.corrupt or ():
             self._input_lost(path, error)
@@ -318,14 +319,17 @@ class _MapPhase:
 
     def _worker_died(self, worker: int, process: multiprocessing.Process) -> None:
         how = _describe_exit(process.exitcode)
-        index = self.current.pop(worker, None)
+        index = self.slots[worker].value
         self.finished.add(worker)
-        if index is None:
-            if self.stopping:
-                log.error("map worker %d (pid %d) %s after its last file; its finish_map output is lost",
-                          worker, process.pid, how)
-                return
-            raise JobError(f"map worker {worker} (pid {process.pid}) {how} before reading any file")
+        self.in_flight.pop(worker, None)
+        if index < 0 or index in self.done:
+            if index < 0 and not self.stopping:
+                raise JobError(f"map worker {worker} (pid {process.pid}) {how} before reading any file")
+            log.error("map worker %d (pid %d) %s between bundles; its finish_map output is lost",
+                      worker, process.pid, how)
+            if not self.stopping:
+                self._start_worker()
+            return
         task = self.by_index[index]
         self.attempts[index] += 1
         if self.attempts[index] > 1:
@@ -336,7 +340,6 @@ class _MapPhase:
         self.result.retried.extend(f.path for f in task.files)
         for path in bundle_spills(self.settings.spill_dir, index):
             os.remove(path)
-        self.in_flight.pop(worker, None)
         self.tasks.put(task)
         self._start_worker()
         if self.stopping:

@@ -105,14 +105,14 @@ def bundle_spills(spill_dir: str, index: int) -> list[str]:
     return glob.glob(os.path.join(spill_dir, "p*", f"f{index:07d}-s*.run"))
 
 
-def run_worker(worker_id: int, settings: MapSettings, tasks, results) -> None:
-    """The body of a map worker process."""
+def run_worker(worker_id: int, settings: MapSettings, tasks, results, slot) -> None:
+    """The body of a map worker process; ``slot`` (shared memory) tells the coordinator which bundle it took."""
     become_worker()
     keep_freed_memory()
     profiler = cProfile.Profile() if settings.options.profile_dir else None
     if profiler:
         profiler.enable()
-    worker = _Worker(worker_id, settings, results)
+    worker = _Worker(worker_id, settings, results, slot)
     try:
         worker.run(tasks)
     except _JobFailed as failure:
@@ -147,8 +147,9 @@ class _JobFailed(Exception):
 
 
 class _Worker:
-    def __init__(self, worker_id: int, settings: MapSettings, results):
+    def __init__(self, worker_id: int, settings: MapSettings, results, slot):
         self.id = worker_id
+        self.slot = slot
         self.settings = settings
         self.job = settings.job
         self.results = results
@@ -160,7 +161,7 @@ class _Worker:
         if job.setup_map:
             self._call("setup_map", "setup", job.setup_map, context)
         while (task := tasks.get()) is not None:
-            self.results.put(("start", self.id, task.index))
+            self.slot.value = task.index
             with collector_paused():
                 report = self._map_bundle(task)
             self.results.put(("done", self.id, task.index, report))

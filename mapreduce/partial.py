@@ -55,7 +55,8 @@ class Partial:
                     while (batch := pickle.load(body)) is not END:
                         yield from batch
             except (EOFError, RuntimeError, pickle.UnpicklingError, ValueError) as e:
-                raise PartialError(f"{self.path}: the partial result is damaged ({e}); fetch or make it again") from None
+                raise PartialError(f"{self.path}: the partial result is damaged ({e}); "
+                                   "fetch or make it again") from None
 
 
 def write_partial(path: str, header: dict, entries: Iterable[Entry]) -> int:

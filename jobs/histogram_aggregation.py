@@ -8,31 +8,20 @@ combine merges them name by name. Histograms whose bucket layout changed between
 are refused and counted ("histogram layout changed: NAME"), not mixed.
 """
 
-from mapreduce.telemetry import dumps, loads, merge_histogram_sets
+from mapreduce.telemetry import dumps, histograms_of, merge_histogram_sets, merged_histogram_sets
 
 
 def map(key, dims, value, context):
-    context.write((dims[2], dims[3].split(".", 1)[0]), loads(value)["histograms"])
+    # histograms_of reads the histograms straight from the JSON text into a compact packed form;
+    # the whole text is still validated, so bad JSON is a bad record, as with json.loads.
+    context.write((dims[2], dims[3].split(".", 1)[0]), histograms_of(value))
 
 
 combine = merge_histogram_sets
 
 
 def reduce(key, values, context):
-    merged = _Capture(context)
-    merge_histogram_sets(key, values, merged)
     channel, version = key
-    for name, (pings, sums) in sorted(merged.value.items()):
+    for name, (pings, sums) in sorted(merged_histogram_sets(values, context).items()):
         context.writeline(dumps({"channel": channel, "version": version, "histogram": name,
                                  "pings": pings, "values": sums}).decode())
-
-
-class _Capture:
-    """Keeps what merge_histogram_sets writes; counters go to the real context."""
-
-    def __init__(self, context):
-        self.increment = context.increment
-        self.value = None
-
-    def write(self, key, value):
-        self.value = value

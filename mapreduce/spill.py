@@ -17,10 +17,12 @@ from typing import Any, Iterable, Iterator
 
 import lz4.frame
 
-BATCH_BYTES = 1 << 20
+BATCH_BYTES = 256 << 10
+"""About what a reader holds per open run: big entries (merged histogram sets) come a few at a time."""
 MAX_BATCH = 4096
-MAX_OPEN_RUNS = 200
-"""Runs merged at once; more are merged in passes (keeps open files bounded)."""
+MAX_OPEN_RUNS = 16
+"""Runs merged at once; more are merged in passes. Bounds open files, and the reducer's memory
+(about MAX_OPEN_RUNS batches) however much data there is."""
 
 Entry = tuple[tuple, tuple, Any, list]
 
@@ -30,7 +32,7 @@ class RunWriter:
 
     Entries are pickled in batches of about BATCH_BYTES: the batch length
     starts small and doubles or halves with the size of what it held, so a
-    reader holds about a megabyte per run whether entries are counts or whole
+    reader holds about that much per run whether entries are counts or whole
     histogram sets.
     """
 

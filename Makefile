@@ -16,7 +16,8 @@ $(BIN)/mr: setup.py pyproject.toml
 # Command-line tools the tests and benchmarks compare against (xz, lz4), and the
 # sshd and ssh client the cluster tests run a real cluster through.
 system-deps:
-	@command -v xz >/dev/null && command -v lz4 >/dev/null && test -x /usr/sbin/sshd && command -v ssh >/dev/null || \
+	@command -v xz >/dev/null && command -v lz4 >/dev/null && test -x /usr/sbin/sshd && command -v ssh >/dev/null \
+	  && command -v pgrep >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	      xz-utils lz4 openssh-server openssh-client procps; }
 

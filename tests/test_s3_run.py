@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import botocore.exceptions
 import pytest
 
 from mapreduce.destination import Destination
@@ -249,3 +251,29 @@ def test_reading_a_missing_bucket_is_one_line(s3_server, tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "mr: ERROR: bucket 'no-such-bucket-there' does not exist; check the bucket name (and --prefix)"]
+
+
+class FlakyClient:
+    """The real client, except that the first download of each key fails as a dropped connection does."""
+
+    def __init__(self, client):
+        self.client = client
+        self.failed: set[str] = set()
+
+    def get_object(self, **arguments):
+        if arguments["Key"] not in self.failed:
+            self.failed.add(arguments["Key"])
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1")
+        return self.client.get_object(**arguments)
+
+
+def test_a_failed_download_is_retried_and_the_file_arrives_whole(s3_server, filled, data, tmp_path, caplog):
+    client = s3_server.client()
+    [obj] = list_layout(client, filled, PREFIX).objects[:1]
+    cache = Cache(str(tmp_path / "cache"))
+    with caplog.at_level(logging.WARNING):
+        cache.fetch(FlakyClient(client), filled, obj)
+    assert "download attempt 1 failed" in caplog.text and "retrying" in caplog.text
+    local = next(f for f in find_files(str(data)) if f.relative == obj.relative)
+    assert Path(cache.path_for(obj.key)).read_bytes() == Path(local.path).read_bytes()
+    assert cache.holds(obj)

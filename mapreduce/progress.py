@@ -18,8 +18,10 @@ LOG_INTERVAL = 10.0
 class Progress:
     """Call ``update`` as often as you like; it redraws or logs at most every interval."""
 
-    def __init__(self, label: str, total_bytes: int | None = None, stream: TextIO | None = None):
+    def __init__(self, label: str, total_bytes: int | None = None, stream: TextIO | None = None,
+                 unit: str = "records"):
         self.label = label
+        self.unit = unit
         self.total_bytes = total_bytes
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
@@ -43,7 +45,7 @@ class Progress:
 
     def describe(self, records: int, done_bytes: int, elapsed: float) -> str:
         rate = records / elapsed if elapsed > 0 else 0.0
-        parts = [f"{self.label}: {records:,} records", f"{rate:,.0f}/s", format_bytes(done_bytes)]
+        parts = [f"{self.label}: {records:,} {self.unit}", f"{rate:,.0f}/s", format_bytes(done_bytes)]
         if self.total_bytes:
             fraction = min(done_bytes / self.total_bytes, 1.0)
             parts[-1] += f" of {format_bytes(self.total_bytes)} ({fraction:.0%})"

@@ -133,12 +133,24 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from mapreduce.progress import Progress
+
     from .export import export_logs
     from .s3 import check_bucket, make_client
 
     client = make_client(s3_settings(args))
     check_bucket(client, args.bucket)
-    stats = export_logs(args.storage, client, args.bucket, args.prefix, args.delete, args.workers)
+    progress = Progress("export", unit="files")
+
+    def report(stats, done: int, total: int) -> None:
+        progress.total_bytes = total  # known once pending logs are compressed
+        progress.update(stats.files + stats.skipped + len(stats.failed), done)
+
+    try:
+        stats = export_logs(args.storage, client, args.bucket, args.prefix, args.delete, args.workers,
+                            on_progress=report)
+    finally:
+        progress.finish()
     print(f"exported {stats.files} files ({format_bytes(stats.bytes)}), skipped {stats.skipped} already in "
           f"s3://{args.bucket}/{args.prefix}, removed {stats.deleted} local files, failed {len(stats.failed)}")
     for failure in stats.failed:

@@ -11,7 +11,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .codecs import COMPRESSORS
 from .compressor import compress_pending
@@ -44,21 +44,27 @@ def compressed_files(storage: str) -> list[str]:
 
 
 def export_logs(storage: str, client: Any, bucket: str, prefix: str = "", delete: bool = False,
-                workers: int = 4, codec: str = "lzma") -> ExportStats:
+                workers: int = 4, codec: str = "lzma",
+                on_progress: Callable[[ExportStats, int, int], None] | None = None) -> ExportStats:
+    """Export every compressed log; ``on_progress(stats, bytes done, bytes in all)`` after each file."""
     compress_pending(storage, codec)
-    paths = compressed_files(storage)
+    sizes = {path: os.path.getsize(path) for path in compressed_files(storage)}
+    total, done = sum(sizes.values()), 0
     stats = ExportStats()
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for outcome in pool.map(lambda path: _export_one(client, storage, path, bucket, prefix, delete), paths):
-            status, path, size, problem = outcome
+        for status, path, size, problem in pool.map(
+                lambda path: _export_one(client, storage, path, bucket, prefix, delete), sizes):
             if status == "failed":
                 stats.failed.append(f"{path}: {problem}")
                 log.error("%s: not exported: %s", path, problem)
-                continue
-            stats.files += status == "uploaded"
-            stats.bytes += size if status == "uploaded" else 0
-            stats.skipped += status == "skipped"
-            stats.deleted += delete
+            else:
+                stats.files += status == "uploaded"
+                stats.bytes += size if status == "uploaded" else 0
+                stats.skipped += status == "skipped"
+                stats.deleted += delete
+            done += sizes[path]
+            if on_progress:
+                on_progress(stats, done, total)
     return stats
 
 

@@ -18,24 +18,116 @@
  *     The same, with the merged set packed: a tenth of the memory of the dict,
  *     and pickled by a copy. Combiners write this.
  *
- * Integers are summed exactly in 64 bits and floats separately, in input
- * order; a column that saw a float comes out as float(int sum + float sum).
- * mapreduce/telemetry.py has the same algorithms in Python, used when this
+ * Sums are exact: integers in 64 bits, floats as non-overlapping partials
+ * (Shewchuk's algorithm, as math.fsum), rounded once when a dict is made;
+ * packed sets keep float columns exact. So a sum does not depend on how its
+ * values were grouped or ordered (machines, bundles, combine passes).
+ * mapreduce/histsum.py has the same algorithms in Python, used when this
  * module is not built: both give the same results, bit for bit.
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
+
+/* An exact sum of doubles: non-overlapping partials, smallest first (Shewchuk's, as in math.fsum). */
+typedef struct {
+    double *items;
+    int count, capacity;
+} Exact;
 
 typedef struct {
     Py_ssize_t length;
     long long pings;
     int64_t *ints;
-    double *floats;
+    Exact *floats;
     char *saw_float;
 } Sums;
+
+/* exact += x; -1 with an exception set on overflow or no memory. */
+static int exact_add(Exact *exact, double x) {
+    int kept = 0;
+    for (int j = 0; j < exact->count; j++) {
+        double y = exact->items[j];
+        if (fabs(x) < fabs(y)) {
+            double t = x;
+            x = y;
+            y = t;
+        }
+        double hi = x + y;
+        double lo = y - (hi - x);
+        if (lo != 0.0)
+            exact->items[kept++] = lo;
+        x = hi;
+    }
+    if (!isfinite(x)) {
+        PyErr_SetString(PyExc_OverflowError, "a histogram's sum is too large for a float");
+        return -1;
+    }
+    if (kept == exact->capacity) {
+        int capacity = exact->capacity ? exact->capacity * 2 : 4;
+        double *items = PyMem_Realloc(exact->items, capacity * sizeof(double));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        exact->items = items;
+        exact->capacity = capacity;
+    }
+    exact->items[kept++] = x;
+    exact->count = kept;
+    return 0;
+}
+
+/* An int64 as two doubles whose sum is exactly it. */
+static void split_integer(int64_t value, double *hi, double *lo) {
+    *hi = (double)value;
+    *lo = (double)((__int128)value - (__int128)*hi);
+}
+
+/* exact + integer, both exact, into ``out`` (which the caller frees). */
+static int exact_with_integer(const Exact *exact, int64_t integer, Exact *out) {
+    out->count = 0;
+    out->capacity = exact->count + 4;
+    out->items = PyMem_Malloc(out->capacity * sizeof(double));
+    if (out->items == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(out->items, exact->items, exact->count * sizeof(double));
+    out->count = exact->count;
+    double hi, lo;
+    split_integer(integer, &hi, &lo);
+    return exact_add(out, hi) < 0 || exact_add(out, lo) < 0 ? -1 : 0;
+}
+
+/* The exact sum rounded to the nearest double, ties to even: math.fsum's final step, line for line. */
+static double exact_round(const Exact *exact) {
+    const double *p = exact->items;
+    int n = exact->count;
+    double hi = 0.0, lo = 0.0;
+    if (n > 0) {
+        hi = p[--n];
+        while (n > 0) {
+            double x = hi, y = p[--n];
+            hi = x + y;
+            double yr = hi - x;
+            lo = y - yr;
+            if (lo != 0.0)
+                break;
+        }
+        if (n > 0 && ((lo < 0.0 && p[n - 1] < 0.0) || (lo > 0.0 && p[n - 1] > 0.0))) {
+            double y = lo * 2.0;
+            double x = hi + y;
+            double yr = x - hi;
+            if (y == yr)
+                hi = x;
+        }
+    }
+    return hi;
+}
 
 typedef struct {
     Sums *items;
@@ -46,6 +138,9 @@ typedef struct {
 static void table_free(SumsTable *table) {
     for (Py_ssize_t i = 0; i < table->count; i++) {
         PyMem_Free(table->items[i].ints);
+        if (table->items[i].floats != NULL)
+            for (Py_ssize_t j = 0; j < table->items[i].length; j++)
+                PyMem_Free(table->items[i].floats[j].items);
         PyMem_Free(table->items[i].floats);
         PyMem_Free(table->items[i].saw_float);
     }
@@ -67,7 +162,7 @@ static Sums *table_add(SumsTable *table, Py_ssize_t length) {
     memset(sums, 0, sizeof(Sums));
     sums->length = length;
     sums->ints = PyMem_Calloc(length ? length : 1, sizeof(int64_t));
-    sums->floats = PyMem_Calloc(length ? length : 1, sizeof(double));
+    sums->floats = PyMem_Calloc(length ? length : 1, sizeof(Exact));
     sums->saw_float = PyMem_Calloc(length ? length : 1, 1);
     table->count++;
     if (sums->ints == NULL || sums->floats == NULL || sums->saw_float == NULL) {
@@ -90,7 +185,8 @@ static int add_array(Sums *sums, PyObject **items, PyObject *name) {
             }
             sums->ints[i] += value;
         } else if (PyFloat_Check(item)) {
-            sums->floats[i] += PyFloat_AS_DOUBLE(item);
+            if (exact_add(&sums->floats[i], PyFloat_AS_DOUBLE(item)) < 0)
+                return -1;
             sums->saw_float[i] = 1;
         } else {
             PyErr_Format(PyExc_TypeError, "histogram %R: element %zd is %.100s, not a number",
@@ -162,7 +258,9 @@ static int add_entry(SumsTable *table, PyObject *index, PyObject *refused, PyObj
 
 /* ---- PACKED FORMAT ------------------------------------------------------------------
  * "HS1\0", u32 count, then per histogram: u16 name length, the name (UTF-8), u64 pings,
- * u32 n, and n elements of (u8 kind: 0 integer, 1 float; 8 bytes: int64 or IEEE double).
+ * u32 n, n elements of (u8 kind; 8 bytes), then the partials of its kind-2 elements, in order:
+ *   kind 0: an integer (int64)          kind 1: a float (IEEE double)
+ *   kind 2: an exact float sum; the 8 bytes count its partials (doubles, after the elements)
  * Little-endian throughout, so a packed value means the same on every machine.
  */
 
@@ -662,6 +760,15 @@ static Sums *packed_sums(SumsTable *table, PyObject *index, Hints *hints, Py_ssi
     return sums;
 }
 
+/* Partial doubles stored after a packed histogram's elements (those of its kind-2 elements). */
+static Py_ssize_t packed_partials(const unsigned char *elements, Py_ssize_t length) {
+    Py_ssize_t partials = 0;
+    for (Py_ssize_t i = 0; i < length; i++)
+        if (elements[9 * i] == 2)
+            partials += (Py_ssize_t)get_le(elements + 9 * i + 1, 8);
+    return partials;
+}
+
 /* Add every histogram of a packed set; -1 with an exception set if it is damaged. */
 static int add_packed(SumsTable *table, PyObject *index, PyObject *refused, Hints *hints, PyObject *packed) {
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(packed);
@@ -685,6 +792,10 @@ static int add_packed(SumsTable *table, PyObject *index, PyObject *refused, Hint
         p += 12;
         if ((end - p) / 9 < length)
             goto damaged;
+        Py_ssize_t partials = packed_partials(p, length);
+        if (partials < 0 || (end - p - 9 * length) / 8 < partials)
+            goto damaged;
+        const unsigned char *partial = p + 9 * length;
         PyObject *decoded;
         Sums *sums = packed_sums(table, index, hints, h, name, name_length, length, &decoded);
         if (sums == NULL) {
@@ -700,22 +811,27 @@ static int add_packed(SumsTable *table, PyObject *index, PyObject *refused, Hint
         } else {
             Py_XDECREF(decoded);
             int64_t *ints = sums->ints;
-            double *floats = sums->floats;
-            char *saw_float = sums->saw_float;
             for (Py_ssize_t i = 0; i < length; i++) {
+                unsigned char kind = p[9 * i];
                 uint64_t bits = get_le(p + 9 * i + 1, 8);
-                if (p[9 * i]) {
-                    double real;
-                    memcpy(&real, &bits, 8);
-                    floats[i] += real;
-                    saw_float[i] = 1;
-                } else {
+                if (kind == 0) {
                     ints[i] += (int64_t)bits;
+                    continue;
+                }
+                sums->saw_float[i] = 1;
+                Py_ssize_t terms = kind == 1 ? 1 : (Py_ssize_t)bits;
+                for (Py_ssize_t t = 0; t < terms; t++) {
+                    double real;
+                    uint64_t term = kind == 1 ? bits : get_le(partial, 8);
+                    partial += kind == 1 ? 0 : 8;
+                    memcpy(&real, &term, 8);
+                    if (exact_add(&sums->floats[i], real) < 0)
+                        return -1;
                 }
             }
             sums->pings += pings;
         }
-        p += 9 * length;
+        p += 9 * length + 8 * partials;
     }
     return 0;
 damaged:
@@ -728,8 +844,19 @@ static PyObject *sums_to_python(const Sums *sums) {
     if (list == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < sums->length; i++) {
-        PyObject *value = sums->saw_float[i] ? PyFloat_FromDouble((double)sums->ints[i] + sums->floats[i])
-                                             : PyLong_FromLongLong(sums->ints[i]);
+        PyObject *value;
+        if (sums->saw_float[i]) {
+            Exact total;
+            if (exact_with_integer(&sums->floats[i], sums->ints[i], &total) < 0) {
+                PyMem_Free(total.items);
+                Py_DECREF(list);
+                return NULL;
+            }
+            value = PyFloat_FromDouble(exact_round(&total));
+            PyMem_Free(total.items);
+        } else {
+            value = PyLong_FromLongLong(sums->ints[i]);
+        }
         if (value == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -835,17 +962,33 @@ static PyObject *merge_packed(PyObject *module, PyObject *values) {
         put_le(p + 10 + name_length, (uint64_t)sums->length, 4);
         p += 14 + name_length;
         for (Py_ssize_t i = 0; i < sums->length; i++, p += 9) {
-            uint64_t bits;
-            if (sums->saw_float[i]) {
-                double real = (double)sums->ints[i] + sums->floats[i];
-                memcpy(&bits, &real, 8);
-            } else {
-                bits = (uint64_t)sums->ints[i];
-            }
-            p[0] = (unsigned char)sums->saw_float[i];
-            put_le(p + 1, bits, 8);
+            p[0] = sums->saw_float[i] ? 2 : 0;
+            put_le(p + 1, sums->saw_float[i] ? 0 : (uint64_t)sums->ints[i], 8);
         }
         out.size = p - out.data;
+        /* Float columns: their exact sum (the integers folded in), as partials after the elements. */
+        unsigned char *elements = p - 9 * sums->length;
+        for (Py_ssize_t i = 0; i < sums->length; i++) {
+            if (!sums->saw_float[i])
+                continue;
+            Exact total;
+            Py_ssize_t offset = elements - out.data;
+            if (exact_with_integer(&sums->floats[i], sums->ints[i], &total) < 0 ||
+                buffer_reserve(&out, 8 * total.count) < 0) {
+                PyMem_Free(total.items);
+                goto fail;
+            }
+            elements = out.data + offset;
+            put_le(elements + 9 * i + 1, (uint64_t)total.count, 8);
+            for (int t = 0; t < total.count; t++) {
+                uint64_t term;
+                memcpy(&term, &total.items[t], 8);
+                put_le(out.data + out.size + 8 * t, term, 8);
+            }
+            out.size += 8 * total.count;
+            PyMem_Free(total.items);
+        }
+        p = out.data + out.size;
     }
     PyObject *packed = PyBytes_FromStringAndSize((const char *)out.data, out.size);
     PyObject *result = packed ? Py_BuildValue("(NO)", packed, merge.refused) : NULL;

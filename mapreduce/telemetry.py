@@ -8,10 +8,11 @@ one value, so ``combine = reduce = sum_values`` works as is.
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 from storage.fastjson import dumps, loads
+
+from . import histsum
 
 __all__ = ["loads", "dumps", "sum_values", "count_values", "merge_histograms", "merge_histogram_sets",
            "merged_histogram_sets", "histogram_name", "histograms_of"]
@@ -68,83 +69,13 @@ def _count_refused(refused: dict, context) -> None:
         context.increment(f"histogram layout changed: {name}", pings)
 
 
-def merge_sets_in_python(values: list) -> tuple[dict, dict]:
-    """``(merged, refused)`` for a list of histogram sets: the Python twin of ``_histsum.merge_sets``.
-
-    Integers are summed exactly and floats separately, in input order; a column
-    that saw a float is ``float(int sum + float sum)``. The C version does the
-    same, so results do not depend on which one a machine has.
-    """
-    groups: dict[str, list] = {}
-    for histograms in values:
-        if type(histograms) is bytes:  # packed by the C extension, on this machine or another
-            histograms = unpack_histograms(histograms)
-        for name, entry in histograms.items():
-            groups.setdefault(name, []).append(entry if type(entry) is tuple else (1, entry))
-    merged, refused = {}, {}
-    for name, entries in groups.items():
-        length = len(entries[0][1])
-        kept = [entry for entry in entries if len(entry[1]) == length]
-        if len(kept) < len(entries):
-            refused[name] = sum(pings for pings, array in entries if len(array) != length)
-        merged[name] = (sum(pings for pings, _ in kept), [_column_sum(column) for column in
-                                                          zip(*(array for _, array in kept))])
-    return merged, refused
-
-
-def _column_sum(column: tuple) -> int | float:
-    integers, floats, saw_float = 0, 0.0, False
-    for value in column:
-        if type(value) is float:
-            floats += value
-            saw_float = True
-        elif isinstance(value, int):
-            integers += value
-        else:
-            raise TypeError(f"a histogram element is {type(value).__name__}, not a number")
-    return integers + floats if saw_float else integers
-
-
-def histograms_of_in_python(text: str | bytes) -> dict[str, list]:
-    """The Python twin of ``_histsum.histograms_of``: a ping's ``histograms``, checked the same way (as a
-    dict, not packed; ``merge_histogram_sets`` takes either)."""
-    ping = loads(text)
-    histograms = ping.get("histograms") if type(ping) is dict else None
-    if type(histograms) is not dict:
-        raise ValueError('the ping has no "histograms" object')
-    for array in histograms.values():
-        if type(array) is not list:
-            raise ValueError("a histogram is an array of numbers")
-        for position, value in enumerate(array):
-            if type(value) is int:
-                if not -2**63 <= value < 2**63:
-                    array[position] = float(value)  # past 64 bits, as the C version (and orjson) read it
-            elif type(value) is not float:
-                raise ValueError("a histogram element is not a number")
-    return histograms
-
-
-PACKED_MAGIC = b"HS1\0"
-
-
 def unpack_histograms(packed: bytes) -> dict[str, tuple[int, list]]:
-    """A set packed by the C extension (format in _histsum.c), as ``{name: (pings, [numbers])}``."""
-    if packed[:4] != PACKED_MAGIC:
-        raise ValueError("not a packed histogram set")
-    (count,) = struct.unpack_from("<I", packed, 4)
-    offset, histograms = 8, {}
-    for _ in range(count):
-        (name_length,) = struct.unpack_from("<H", packed, offset)
-        name = packed[offset + 2:offset + 2 + name_length].decode()
-        pings, length = struct.unpack_from("<QI", packed, offset + 2 + name_length)
-        offset += 14 + name_length
-        histograms[name] = (pings, [struct.unpack_from("<d" if packed[at] else "<q", packed, at + 1)[0]
-                                    for at in range(offset, offset + 9 * length, 9)])
-        offset += 9 * length
-    return histograms
+    """A packed set (from ``histograms_of`` or the combiner) as ``{name: (pings, [numbers])}``."""
+    return {name: (pings, [float(c) if type(c) is histsum.Exact else c for c in columns])
+            for name, (pings, columns) in histsum.unpack(packed).items()}
 
 
 try:
     from ._histsum import histograms_of, merge_packed as merge_compact, merge_sets
 except ImportError:  # not built (no compiler at install time): the same results, several times slower
-    histograms_of, merge_compact, merge_sets = histograms_of_in_python, merge_sets_in_python, merge_sets_in_python
+    histograms_of, merge_compact, merge_sets = histsum.histograms_of, histsum.merge_packed, histsum.merge_sets

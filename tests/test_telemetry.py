@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
 import pytest
 
 from mapreduce import _histsum  # built in place by `pip install -e .` (make test)
-from mapreduce import telemetry
+from mapreduce import histsum, telemetry
 from storage import find_files
-from mapreduce.telemetry import (count_values, histograms_of, histograms_of_in_python, loads, merge_histogram_sets,
-                                 merge_histograms, merge_sets, merge_sets_in_python, merged_histogram_sets, sum_values,
-                                 unpack_histograms)
+from mapreduce.telemetry import (count_values, histograms_of, loads, merge_histogram_sets, merge_histograms,
+                                 merge_sets, merged_histogram_sets, sum_values, unpack_histograms)
 
 
 class Context:
@@ -78,14 +78,14 @@ def test_the_c_sums_equal_the_python_twin_bit_for_bit():
     rng = random.Random(7)
     for _ in range(200):
         values = random_histogram_sets(rng, rng.randint(1, 60))
-        (c_merged, c_refused), (py_merged, py_refused) = _histsum.merge_sets(values), merge_sets_in_python(values)
+        (c_merged, c_refused), (py_merged, py_refused) = _histsum.merge_sets(values), histsum.merge_sets(values)
         assert repr(c_merged) == repr(py_merged) and c_refused == py_refused
         packed, packed_refused = _histsum.merge_packed(values)
         assert repr(unpack_histograms(packed)) == repr(py_merged) and packed_refused == py_refused
         # a packed set merges into the same sums in either implementation, on any machine
         more = random_histogram_sets(rng, 5)
         (c_merged, c_refused), (py_merged, py_refused) = (_histsum.merge_sets([packed] + more),
-                                                          merge_sets_in_python([packed] + more))
+                                                          histsum.merge_sets([packed] + more))
         assert repr(c_merged) == repr(py_merged) and c_refused == py_refused
     assert telemetry.merge_sets is _histsum.merge_sets  # and it is the one jobs use
 
@@ -94,9 +94,9 @@ def test_histograms_of_reads_the_pings_text_as_the_json_parser_does(data):
     texts = [text for stored in find_files(str(data))[:20] for _, text in stored.open()]
     for text in texts:
         assert repr(unpack_histograms(histograms_of(text))) == repr(
-            {name: (1, array) for name, array in histograms_of_in_python(text).items()})
+            {name: (1, array) for name, array in histsum.histograms_of(text).items()})
     packed = [histograms_of(text) for text in texts]
-    assert repr(merge_sets(packed)) == repr(merge_sets_in_python([histograms_of_in_python(t) for t in texts]))
+    assert repr(merge_sets(packed)) == repr(histsum.merge_sets([histsum.histograms_of(t) for t in texts]))
 
 
 @pytest.mark.parametrize("text", [
@@ -106,7 +106,7 @@ def test_histograms_of_reads_the_pings_text_as_the_json_parser_does(data):
     '{"histograms": {"A": [1e]}}'
 ])
 def test_histograms_of_refuses_what_is_not_a_pings_json_with_a_value_error(text):
-    for parse in (histograms_of, histograms_of_in_python):
+    for parse in (histograms_of, histsum.histograms_of):
         with pytest.raises(ValueError):
             parse(text)
 
@@ -115,18 +115,39 @@ def test_histograms_of_reads_every_number_form_exactly():
     text = ('{"x": {"s": "a\\"b\\u00e9", "l": [true, false, null, -1.5e3]}, "histograms": {"A": '
             '[0, -0, 7, -9223372036854775808, 9223372036854775807, 0.1, -0.0, 1e2, 2.5E-3, 123456789.123456789, '
             '0.30000000000000004, 9223372036854775808, -9223372036854775809, 99999999999999999999]}}')
-    assert repr(unpack_histograms(histograms_of(text))["A"][1]) == repr(histograms_of_in_python(text)["A"])
+    assert repr(unpack_histograms(histograms_of(text))["A"][1]) == repr(histsum.histograms_of(text)["A"])
 
 
 def test_integer_columns_stay_exact_integers_and_float_columns_become_floats():
     values = [{"A": [2**52, 1, 0.5]}, {"A": [1, 2, 0.25]}, {"A": (3, [1, 3, 1])}]
-    for merge in (merge_sets, merge_sets_in_python):
+    for merge in (merge_sets, histsum.merge_sets):
         merged, refused = merge(values)
         assert merged == {"A": (5, [2**52 + 2, 6, 1.75])} and refused == {}
         assert [type(v) for v in merged["A"][1]] == [int, int, float]
 
 
 def test_a_non_number_in_a_histogram_is_a_type_error_naming_it():
-    for merge in (merge_sets, merge_sets_in_python):
+    for merge in (merge_sets, histsum.merge_sets):
         with pytest.raises(TypeError, match="not a number"):
             merge([{"A": [1, None]}])
+
+
+@pytest.mark.parametrize("implementation", ["C", "Python"])
+def test_float_sums_are_exact_whatever_the_grouping(implementation):
+    """Machines, bundles and combine passes group values differently; the sums must not notice."""
+    merge_packed, merge = ((_histsum.merge_packed, _histsum.merge_sets) if implementation == "C"
+                           else (histsum.merge_packed, histsum.merge_sets))
+    rng = random.Random(11)
+    pings = [{"A": [rng.choice([rng.random() * 10 ** rng.randint(-3, 12), rng.randint(0, 9)]) * rng.choice([1, -1])
+                    for _ in range(3)]} for _ in range(400)]
+    whole, _ = merge(pings)
+    for _ in range(5):
+        shuffled = pings[:]
+        rng.shuffle(shuffled)
+        cuts = sorted(rng.sample(range(1, len(pings)), 7))
+        groups = [shuffled[a:b] for a, b in zip([0] + cuts, cuts + [len(pings)])]
+        partials = [merge_packed(group)[0] for group in groups]
+        regrouped, _ = merge([merge_packed(partials[:3])[0]] + partials[3:])
+        assert repr(regrouped) == repr(whole)
+    columns = list(zip(*(ping["A"] for ping in pings)))
+    assert whole["A"][1] == [math.fsum(column) for column in columns]  # the correctly rounded exact sum

@@ -53,7 +53,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                      help="spill files, and the S3 cache in DIR/cache, which outlives the job "
                           "(default: mr-<uid> in the system temporary directory)")
     run.add_argument("-X", "--delete-data", action="store_true",
-                     help="delete each input file once it has been mapped (for downloaded copies)")
+                     help="delete each input file once it has been mapped: with --bucket, only the downloaded "
+                          "copies in the cache (never --data-dir's files)")
     run.add_argument("-p", "--profile", action="store_true",
                      help="profile every map worker with cProfile; .prof files go to the work dir")
     run.add_argument("-v", "--verbose", action="count", default=0, dest="run_verbose",
@@ -116,7 +117,7 @@ def run_command(args: argparse.Namespace) -> int:
         log.warning("the filter selects no files; the output is empty")
     options = RunOptions(num_mappers=args.num_mappers, num_reducers=args.num_reducers, work_dir=work_dir,
                          budget_bytes=args.memory << 20, max_errors=args.max_errors,
-                         allow_partial=args.allow_partial, delete_data=args.delete_data,
+                         allow_partial=args.allow_partial, delete_under=_deletable(args, work_dir),
                          profile_dir=work_dir if args.profile else None, mapper_cmd=args.mapper_cmd,
                          combiner_cmd=args.combiner_cmd, reducer_cmd=args.reducer_cmd)
     fetcher = inputs.fetcher
@@ -159,6 +160,14 @@ def _gather(args: argparse.Namespace, work_dir: str) -> Inputs:
     if args.local_only:
         return cached_inputs(source, args.input_filter, args.data_dir, args.strict)
     return s3_inputs(source, args.input_filter, args.data_dir)
+
+
+def _deletable(args: argparse.Namespace, work_dir: str) -> str | None:
+    """Where -X deletes: with --bucket, only downloaded copies (never the data dir's files, which may not
+    be uploaded yet); otherwise the data dir, as the original engine did."""
+    if not args.delete_data:
+        return None
+    return os.path.join(work_dir, "cache") if args.bucket else args.data_dir
 
 
 def _download_note(fetcher) -> str:

@@ -188,10 +188,10 @@ class _Worker:
             self._map_in_python(task, context, report)
         report.counters = context.counters
         spill_now()
-        if self.settings.options.delete_data:
+        if self.settings.options.delete_under:
             damaged = {path for path, _ in report.corrupt}
             for stored in task.files:
-                if stored.path not in damaged:
+                if stored.path not in damaged and _is_under(stored.path, self.settings.options.delete_under):
                     os.remove(stored.path)
         return report
 
@@ -301,6 +301,10 @@ class _Worker:
 
     def _failure(self, function: str, where: str, error: Exception) -> _JobFailed:
         return _JobFailed(function, where, f"{type(error).__name__}: {error}", job_traceback(error, self.job))
+
+
+def _is_under(path: str, directory: str) -> bool:
+    return os.path.commonpath([os.path.realpath(path), os.path.realpath(directory)]) == os.path.realpath(directory)
 
 
 def job_traceback(error: BaseException, job: Job) -> str:

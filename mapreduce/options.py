@@ -15,7 +15,8 @@ class RunOptions:
     budget_bytes: int = 512 << 20
     max_errors: int = 0
     allow_partial: bool = False
-    delete_data: bool = False
+    delete_under: str | None = None
+    """-X: input files under this directory are deleted once mapped (the S3 cache, or the data dir)."""
     profile_dir: str | None = None
     mapper_cmd: str | None = None
     combiner_cmd: str | None = None

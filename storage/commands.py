@@ -159,7 +159,18 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_compress(args: argparse.Namespace) -> int:
-    stats = compress_pending(args.storage, args.codec, args.workers)
+    from mapreduce.progress import Progress
+
+    progress = Progress("compress", unit="logs")
+
+    def report(stats, pending_bytes: int) -> None:
+        progress.total_bytes = pending_bytes
+        progress.update(stats.files, stats.raw_bytes)
+
+    try:
+        stats = compress_pending(args.storage, args.codec, args.workers, on_progress=report)
+    finally:
+        progress.finish()
     print(f"compressed {stats.files} logs: {format_bytes(stats.raw_bytes)} -> "
           f"{format_bytes(stats.compressed_bytes)}")
     return 0

@@ -14,6 +14,7 @@ import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 from .codecs import COMPRESSORS, LZMA, Codec
 from .layout import PARTIAL_SUFFIX, compressed_path, is_file_at, is_pending
@@ -68,18 +69,28 @@ def compress_file(pending: str, codec: Codec = LZMA) -> CompressionStats:
     return CompressionStats(1, raw_bytes, os.path.getsize(final))
 
 
-def compress_pending(base_dir: str, codec_name: str = "lzma", workers: int = 1) -> CompressionStats:
-    """Compress every pending log under ``base_dir`` with ``workers`` processes."""
+def compress_pending(base_dir: str, codec_name: str = "lzma", workers: int = 1,
+                     on_progress: Callable[[CompressionStats, int], None] | None = None) -> CompressionStats:
+    """Compress every pending log under ``base_dir`` with ``workers`` processes.
+
+    ``on_progress(totals so far, raw bytes of all pending logs)`` is called after each log.
+    """
     codec = COMPRESSORS[codec_name]
     pending = find_pending(base_dir)
+    pending_bytes = sum(os.path.getsize(path) for path in pending)
     total = CompressionStats()
     if workers > 1 and len(pending) > 1:
         with ProcessPoolExecutor(min(workers, len(pending))) as pool:
-            for stats in pool.map(compress_file, pending, [codec] * len(pending)):
+            results = pool.map(compress_file, pending, [codec] * len(pending))
+            for stats in results:
                 total.add(stats)
+                if on_progress:
+                    on_progress(total, pending_bytes)
     else:
         for path in pending:
             total.add(compress_file(path, codec))
+            if on_progress:
+                on_progress(total, pending_bytes)
     if total.files:
         log.info("compressed %d logs: %d -> %d bytes", total.files, total.raw_bytes, total.compressed_bytes)
     return total

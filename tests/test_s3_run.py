@@ -175,6 +175,20 @@ def test_an_interrupted_download_is_never_read_as_a_whole_file(s3_server, bucket
     assert complete == local_run(data, tmp_path, JOBS / "no_combine.py")
 
 
+def test_delete_data_never_deletes_local_files_that_may_not_be_uploaded_yet(s3_server, filled, data, tmp_path):
+    local = tmp_path / "local"
+    stored = find_files(str(data))
+    for f in stored[::2]:  # half the files are also in the data dir (not yet uploaded, say)
+        (local / f.relative).parent.mkdir(parents=True, exist_ok=True)
+        (local / f.relative).write_bytes(Path(f.path).read_bytes())
+    before = sorted(f.relative for f in find_files(str(local)))
+    result, output = s3_run(s3_server, filled, tmp_path, JOBS / "no_combine.py", "-X", "--data-dir", str(local))
+    assert result.returncode == 0, result.stderr
+    assert output == local_run(data, tmp_path, JOBS / "no_combine.py")
+    assert sorted(f.relative for f in find_files(str(local))) == before  # every local file is still there
+    assert find_files(str(tmp_path / "work" / "cache" / PREFIX)) == []  # the downloaded copies went
+
+
 def test_delete_data_removes_each_cached_file_after_mapping(s3_server, filled, data, tmp_path):
     result, output = s3_run(s3_server, filled, tmp_path, JOBS / "no_combine.py", "-X")
     assert result.returncode == 0, result.stderr

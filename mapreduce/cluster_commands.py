@@ -31,7 +31,7 @@ from .partial import check_compatible, open_partial
 from .reduce_command import describe_reduce, reduce_partials
 from .reporting import finish, write_json
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("mapreduce.cluster")  # shown without -v, with the hosts' relayed lines
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -94,7 +94,7 @@ def cluster_run_command(args: argparse.Namespace) -> int:
                              tuple(shlex.split(args.remote_args)))
     started = time.time()
     with _partial_dir(args.keep_partials, work_dir) as partial_dir:
-        log.warning("running %s on %d hosts: %s", os.path.basename(args.job), len(hosts),
+        log.info("running %s on %d hosts: %s", os.path.basename(args.job), len(hosts),
                     ", ".join(h.name for h in hosts))
         outcomes = ClusterRun(cluster_job, hosts, _ssh(args), partial_dir).run()
         hosts_seconds = time.time() - started

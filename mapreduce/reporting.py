@@ -26,18 +26,50 @@ EXIT_PARTIAL = 3
 def logs_from_workers() -> Iterator[None]:
     """Route worker processes' log records through this process's handlers while the job runs.
 
-    Afterwards the relaying handlers are drained and removed, so nothing a
-    worker logged is lost and later messages are written directly.
+    Afterwards every queued record has been emitted and the original handlers
+    are back, so nothing a worker logged is lost and later messages are
+    written directly.
     """
-    multiprocessing_logging.install_mp_handler()
+    root = logging.getLogger()
+    originals = list(root.handlers)
+    relays = [_Relay(f"mr-log-relay-{number}", handler) for number, handler in enumerate(originals)]
+    root.handlers = relays
     try:
         yield
     finally:
-        root = logging.getLogger()
-        relays = [h for h in root.handlers if isinstance(h, multiprocessing_logging.MultiProcessingHandler)]
-        multiprocessing_logging.uninstall_mp_handler()
+        root.handlers = originals
         for relay in relays:
-            relay.close()  # waits until every queued record has been emitted
+            relay.close()
+
+
+_WAKE_UP = "mr-relay-wake-up"
+
+
+class _Relay(multiprocessing_logging.MultiProcessingHandler):
+    """multiprocessing-logging's relay, closed at once: its receiving thread polls every 0.2 s for
+    the end, which every run paid; a wake-up record (emitted as nothing) ends that wait."""
+
+    def __init__(self, name: str, target: logging.Handler):
+        super().__init__(name, sub_handler=_SkipWakeUp(target))
+
+    def close(self) -> None:
+        if not self._is_closed:
+            self._is_closed = True
+            self.queue.put_nowait(logging.makeLogRecord({"msg": _WAKE_UP}))
+            self._receive_thread.join(5.0)  # records queued before the wake-up have all been emitted
+        logging.Handler.close(self)
+
+
+class _SkipWakeUp(logging.Handler):
+    def __init__(self, target: logging.Handler):
+        super().__init__(target.level)
+        self.target = target
+        self.formatter = target.formatter
+        self.filters = target.filters
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg != _WAKE_UP:
+            self.target.emit(record)
 
 
 def write_output(output: str, produce: Callable[[TextIO], RunResult]) -> RunResult:

@@ -48,8 +48,13 @@ def histograms_of(text: str | bytes) -> dict[str, list]:
 def merge_sets(values: list) -> tuple[dict, dict]:
     """``(merged, refused)``: ``{name: (pings, sums)}`` with float columns rounded, and refused pings by name."""
     merged, refused = _merge(values)
+    return rounded(merged), refused
+
+
+def rounded(merged: dict) -> dict[str, tuple[int, list]]:
+    """``{name: (pings, columns)}`` with every exact float sum rounded to a float."""
     return {name: (pings, [float(c) if type(c) is Exact else c for c in columns])
-            for name, (pings, columns) in merged.items()}, refused
+            for name, (pings, columns) in merged.items()}
 
 
 def merge_packed(values: list) -> tuple[bytes, dict]:

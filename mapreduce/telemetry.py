@@ -71,8 +71,7 @@ def _count_refused(refused: dict, context) -> None:
 
 def unpack_histograms(packed: bytes) -> dict[str, tuple[int, list]]:
     """A packed set (from ``histograms_of`` or the combiner) as ``{name: (pings, [numbers])}``."""
-    return {name: (pings, [float(c) if type(c) is histsum.Exact else c for c in columns])
-            for name, (pings, columns) in histsum.unpack(packed).items()}
+    return histsum.rounded(histsum.unpack(packed))
 
 
 try:

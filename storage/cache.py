@@ -118,7 +118,7 @@ class Cache:
 
     def record_listing(self, bucket: str, prefix: str, selection: Schema | None, listing: Listing) -> str:
         """Write the manifest of one listing (replacing an older one of the same bucket, prefix and filter)."""
-        document = {"bucket": bucket, "prefix": prefix.strip("/"), "filter": _filter(selection).document(),
+        document = {"bucket": bucket, "prefix": prefix.strip("/"), "filter": Schema.selecting(selection).document(),
                     "listed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "objects": [{"key": o.key, "size": o.size, "etag": o.etag} for o in listing.objects]}
         identity = json.dumps([bucket, document["prefix"], document["filter"]], sort_keys=True)
@@ -132,7 +132,7 @@ class Cache:
 
     def coverage(self, prefix: str, selection: Schema | None, bucket: str | None = None) -> Coverage:
         """The newest manifest (of ``bucket``, or any) whose filter covers ``selection``, and what of it is gone."""
-        wanted = _filter(selection)
+        wanted = Schema.selecting(selection)
         covering = [m for m in self._manifests()
                     if m["prefix"] == prefix.strip("/") and (bucket is None or m["bucket"] == bucket)
                     and Schema.from_document(m["filter"], "manifest").covers(wanted)]
@@ -226,10 +226,6 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _filter(selection: Schema | None) -> Schema:
-    return selection or Schema.default().unfiltered()
 
 
 def _parts(relative: str) -> list[str]:

@@ -47,7 +47,7 @@ def find_files(base_dir: str, selection: Schema | None = None) -> list[StoredFil
     """
     if not os.path.isdir(base_dir):
         raise StorageError(f"{base_dir}: data directory does not exist")
-    selection = selection or Schema.default().unfiltered()
+    selection = Schema.selecting(selection)
     return list(_walk(base_dir, selection, level=0, parts=()))
 
 

@@ -53,7 +53,7 @@ class Listing:
 
 def list_layout(client: Any, bucket: str, prefix: str, selection: Schema | None = None) -> Listing:
     """Every record object under ``prefix`` that ``selection`` allows (default: every one)."""
-    return _Lister(client, bucket, selection or Schema.default().unfiltered()).run(_as_prefix(prefix))
+    return _Lister(client, bucket, Schema.selecting(selection)).run(_as_prefix(prefix))
 
 
 def _as_prefix(prefix: str) -> str:

@@ -149,6 +149,11 @@ class Schema:
         text = resources.files(__package__).joinpath("telemetry_schema.json").read_text("utf-8")
         return cls.from_json(text, source="telemetry_schema.json (built in)")
 
+    @classmethod
+    def selecting(cls, selection: "Schema | None") -> "Schema":
+        """``selection``, or (None) a filter that keeps every file of the built-in schema."""
+        return selection or cls.default().unfiltered()
+
     def unfiltered(self) -> "Schema":
         """The same dimensions with every value allowed (``OTHER`` included): a filter that keeps all."""
         return Schema([Dimension(d.field_name, AnyValue()) for d in self.dimensions], self.version,

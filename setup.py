@@ -16,9 +16,12 @@ setup(
         "simplejson>=3.19",
         "boto3>=1.28",
         "multiprocessing-logging>=0.3.4",
+        # Spill runs and partial results: a format that cannot run code when read (pickle can).
+        "msgpack>=1.0",
     ],
     # moto in server mode is the S3-compatible server the tests start on 127.0.0.1.
-    extras_require={"test": ["pytest>=8", "moto[server]>=5"]},
+    # Hypothesis compares the C histogram helpers with their Python twins on random and damaged input.
+    extras_require={"test": ["pytest>=8", "moto[server]>=5", "hypothesis>=6"]},
     entry_points={"console_scripts": ["mr = mapreduce.cli:main"]},
     # The histogram aggregation's element-wise sums in C (4x the pure-Python speed). Optional: without a
     # compiler the install still succeeds and mapreduce.telemetry uses its Python twin, which gives the

@@ -25,7 +25,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .hosts import Host, Ssh
+from .hosts import Host, Ssh, remote_command
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,12 @@ class ClusterJob:
     job_path: str
     filter_path: str | None
     remote_mr: str = "mr"
-    """The command that runs mr on the hosts (the project must be installed there)."""
+    """The command that runs mr on the hosts (the project must be installed there), split as a shell would."""
     remote_args: tuple[str, ...] = ()
     """More ``mr run`` options for every host (e.g. -m 4, --bucket ...)."""
+
+    def __post_init__(self):
+        remote_command(self.remote_mr)  # a bad --remote-mr is refused before any host is contacted
 
 
 @dataclass
@@ -115,7 +118,7 @@ class ClusterRun:
         if self.job.filter_path:
             arguments += ["--input-filter", STAGED_FILTER]
         arguments += self.job.remote_args
-        command = f"{self.job.remote_mr} {' '.join(shlex.quote(a) for a in arguments)}"
+        command = remote_command(self.job.remote_mr, *arguments)
         return _RUN_SCRIPT.replace("@DIR@", shlex.quote(remote_dir)).replace("@COMMAND@", command)
 
     def _session(self, host: Host, script: str, stdin: bytes | None, outcome: HostOutcome,

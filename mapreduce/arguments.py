@@ -12,6 +12,13 @@ def positive(value: str) -> int:
     return number
 
 
+def non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return number
+
+
 def fraction(value: str) -> float:
     number = float(value)
     if not 0 < number <= 1:

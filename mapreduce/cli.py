@@ -21,8 +21,8 @@ from storage.errors import LayoutError, SchemaError, StorageError
 
 from . import __version__
 from . import commands as mapreduce_commands
-from .errors import JobError
-from .lifecycle import stop_on_terminate
+from .errors import JobError, OutputError
+from .lifecycle import Interrupted, stop_on_signals
 
 log = logging.getLogger("mr")
 
@@ -55,15 +55,17 @@ def set_up_logging(verbose: int, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # -v and -q may come before the command or (for mr run, as the original engine had them) after it
+    args.verbose = max(args.verbose, getattr(args, "command_verbose", 0))
+    args.quiet = args.quiet or getattr(args, "command_quiet", False)
     set_up_logging(args.verbose, args.quiet)
     keep_freed_memory()
-    stop_on_terminate()
+    stop_on_signals()
     try:
-        return args.run(args)
-    except BrokenPipeError:
-        # The reader of our output went away (`| head`): stop quietly, and keep
-        # the interpreter's final flush from complaining about the closed pipe.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = args.run(args)
+        _flush_stdout()
+        return status
+    except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly
         return 0
     except JobError as e:
         log.error("%s", e)
@@ -74,6 +76,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StorageError, OSError) as e:
         log.error("%s", e)
         return 1
+    except Interrupted as e:
+        log.error("interrupted (%s)", e)
+        return e.status
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    finally:
+        _settle_stdout()
+
+
+def _flush_stdout() -> None:
+    """What is still buffered must reach standard output too, or the command has failed (``> /dev/full``)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"writing to standard output failed: {e.strerror or e}") from None
+
+
+def _settle_stdout() -> None:
+    """If standard output cannot take what is buffered (a closed pipe, a full disk), drop it, so the
+    interpreter's own flush at exit does not print a second, raw error."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shlex
@@ -13,17 +14,18 @@ import time
 from storage.commands import add_s3_arguments, existing_dir, format_bytes, schema_file, s3_settings
 
 from . import __version__, cluster_commands, reduce_command
-from .arguments import fraction, positive
-from .destination import META_SUFFIX, Destination
+from .arguments import fraction, non_negative, positive
+from .destination import Destination, Protected
 from .engine import RunResult, combine_job, run_job
 from .errors import JobLoadError
 from .inputs import Inputs, local_inputs
 from .job import Job, load_job
-from .options import RunOptions, default_work_dir
+from .options import RunOptions
 from .partial import write_partial
 from .plan import BUNDLE_BYTES, describe, make_plan
 from .progress import Progress
-from .reporting import finish, logs_from_workers, result_figures, write_json, write_output
+from .reporting import delete_inputs, finish, logs_from_workers, result_figures
+from .workdir import check_writable, default_work_dir, trusted_dir
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +55,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                      help="spill files, and the S3 cache in DIR/cache, which outlives the job "
                           "(default: mr-<uid> in the system temporary directory)")
     run.add_argument("-X", "--delete-data", action="store_true",
-                     help="delete each input file once it has been mapped: with --bucket, only the downloaded "
-                          "copies in the cache (never --data-dir's files)")
+                     help="delete the input files once the job has succeeded and its output is in place (with "
+                          "--allow-partial, only those read whole): with --bucket, only the downloaded copies "
+                          "in the cache (never --data-dir's files)")
     run.add_argument("-p", "--profile", action="store_true",
                      help="profile every map worker with cProfile; .prof files go to the work dir")
-    run.add_argument("-v", "--verbose", action="count", default=0, dest="run_verbose",
+    run.add_argument("-v", "--verbose", action="count", default=0, dest="command_verbose",
                      help="more detail: per-file progress (repeat for debug)")
+    run.add_argument("-q", "--quiet", action="store_true", dest="command_quiet",
+                     help="only errors: no progress, no summary")
     run.add_argument("--memory", type=positive, default=512, metavar="MB",
                      help="memory budget per map worker for buffered pairs before spilling (default: 512)")
-    run.add_argument("--max-errors", type=int, default=0, metavar="N",
+    run.add_argument("--max-errors", type=non_negative, default=0, metavar="N",
                      help="let up to N records make map() raise (not ValueError) and still succeed")
     run.add_argument("--allow-partial", action="store_true",
                      help="leave out damaged input files instead of failing (exit status 3)")
@@ -97,15 +102,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    verbose = max(args.verbose, args.run_verbose)
-    if verbose:
-        logging.getLogger().setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     job = _load(args)
-    work_dir = args.work_dir or default_work_dir()
+    work_dir = _work_dir(args.work_dir)
     if args.combine_only and (args.output == "-" or args.output.startswith("s3://")):
         raise JobLoadError("--combine-only writes a partial result file: give --output FILE")
-    destination = Destination.parse(args.output, work_dir, lambda: s3_settings(args))
-    inputs = _gather(args, work_dir)
+    cache_dir = os.path.join(work_dir, "cache")
+    destination = Destination.parse(args.output, work_dir, lambda: s3_settings(args),
+                                    protected=_inputs_of(args, job, cache_dir),
+                                    input_prefix=(args.bucket, args.prefix) if args.bucket else None)
+    inputs = _gather(args, cache_dir)
     # A partial of a job without combine carries raw values, ordered by the bundle they came from: with a
     # bundle per file, they merge with other machines' into the order one machine would have read them in.
     per_file = args.combine_only and job.combine is None
@@ -117,9 +122,8 @@ def run_command(args: argparse.Namespace) -> int:
         log.warning("the filter selects no files; the output is empty")
     options = RunOptions(num_mappers=args.num_mappers, num_reducers=args.num_reducers, work_dir=work_dir,
                          budget_bytes=args.memory << 20, max_errors=args.max_errors,
-                         allow_partial=args.allow_partial, delete_under=_deletable(args, work_dir),
-                         profile_dir=work_dir if args.profile else None, mapper_cmd=args.mapper_cmd,
-                         combiner_cmd=args.combiner_cmd, reducer_cmd=args.reducer_cmd)
+                         allow_partial=args.allow_partial, profile_dir=work_dir if args.profile else None,
+                         mapper_cmd=args.mapper_cmd, combiner_cmd=args.combiner_cmd, reducer_cmd=args.reducer_cmd)
     fetcher = inputs.fetcher
     progress = Progress("map", total_bytes=plan.total_bytes)
     on_progress = lambda r, done: progress.update(r.records, done, _download_note(fetcher))  # noqa: E731
@@ -133,18 +137,39 @@ def run_command(args: argparse.Namespace) -> int:
                     return write_partial(args.output, header, entries)
                 result = combine_job(job, plan, options, write, socket.gethostname(), on_progress, fetcher)
             else:
-                result = write_output(destination.local,
-                                      lambda out: run_job(job, plan, options, out, on_progress, fetcher))
+                result = destination.write(lambda out: run_job(job, plan, options, out, on_progress, fetcher))
         finally:
             progress.finish()
-    if destination.local != "-" and not args.combine_only:
-        write_json(destination.local + META_SUFFIX,
-                   dict(_describe_run(args, job, plan, inputs, started), **result_figures(result)))
+    if not args.combine_only:
+        destination.write_sidecar(dict(_describe_run(args, job, plan, inputs, started), **result_figures(result)))
     destination.publish()
-    return finish(result, inputs.warnings, inputs.describe(), args.max_errors)
+    if args.delete_data:  # only now: the job succeeded and its output is in place
+        delete_inputs(plan.files, result.missing, _deletable(args, cache_dir))
+    sources = inputs.describe() + ([plan.sample.describe()] if plan.sample else [])
+    return finish(result, inputs.warnings, sources, args.max_errors, quiet=args.quiet)
 
 
-def _gather(args: argparse.Namespace, work_dir: str) -> Inputs:
+def _work_dir(given: str | None) -> str:
+    """The -w dir (it must take files), or the default one (it must be this user's alone)."""
+    if given is None:
+        return default_work_dir()
+    check_writable(given, "work dir")
+    return given
+
+
+def _inputs_of(args: argparse.Namespace, job: Job, cache_dir: str) -> list[Protected]:
+    """What the output must never overwrite or land in: the job, the filter, the data dir, the cache."""
+    protected = [Protected("the S3 cache", cache_dir)]
+    if args.data_dir:
+        protected.append(Protected("the data dir", args.data_dir))
+    if args.job:
+        protected.append(Protected("the job script", job.path))
+    if args.input_filter:
+        protected.append(Protected("the input filter", args.input_filter.source))
+    return protected
+
+
+def _gather(args: argparse.Namespace, cache_dir: str) -> Inputs:
     """The run's input files, local and (with --bucket) from S3 through the cache."""
     if not args.bucket:
         if args.data_dir is None:
@@ -155,19 +180,17 @@ def _gather(args: argparse.Namespace, work_dir: str) -> Inputs:
     from storage.cache import Cache  # boto3 takes 0.2 s to import: only for runs that use S3
 
     from .s3inputs import S3Source, cached_inputs, s3_inputs
-    source = S3Source(args.bucket, args.prefix, Cache(os.path.join(work_dir, "cache")), s3_settings(args),
-                      args.download_threads)
+    cache = Cache(trusted_dir(cache_dir, "the S3 cache"))
+    source = S3Source(args.bucket, args.prefix, cache, s3_settings(args), args.download_threads)
     if args.local_only:
         return cached_inputs(source, args.input_filter, args.data_dir, args.strict)
     return s3_inputs(source, args.input_filter, args.data_dir)
 
 
-def _deletable(args: argparse.Namespace, work_dir: str) -> str | None:
+def _deletable(args: argparse.Namespace, cache_dir: str) -> str:
     """Where -X deletes: with --bucket, only downloaded copies (never the data dir's files, which may not
     be uploaded yet); otherwise the data dir, as the original engine did."""
-    if not args.delete_data:
-        return None
-    return os.path.join(work_dir, "cache") if args.bucket else args.data_dir
+    return cache_dir if args.bucket else args.data_dir
 
 
 def _download_note(fetcher) -> str:
@@ -181,9 +204,13 @@ def _load(args: argparse.Namespace) -> Job:
     for option in ("mapper_cmd", "combiner_cmd", "reducer_cmd"):
         command = getattr(args, option)
         if command is not None:
-            words = shlex.split(command)
+            flag = f"--{option.replace('_', '-')}"
+            try:
+                words = shlex.split(command)
+            except ValueError as e:
+                raise JobLoadError(f"{flag} {command!r}: {e} (it is split as a shell would)") from None
             if not words or shutil.which(words[0]) is None:
-                raise JobLoadError(f"--{option.replace('_', '-')}: cannot find the program {command!r}")
+                raise JobLoadError(f"{flag}: cannot find the program {command!r}")
     if args.job is None:
         if args.mapper_cmd is None:
             raise JobLoadError("give a job script (JOB.py) or --mapper-cmd")
@@ -206,6 +233,7 @@ def _describe_run(args, job: Job, plan, inputs: Inputs, started: float) -> dict:
                                "list_calls": inputs.listing and inputs.listing.list_calls,
                                "downloaded_files": inputs.fetcher and inputs.fetcher.fetched_files},
         "inputs": [{"path": f.path, "layout_path": f.relative, "bytes": f.size} for f in plan.files],
+        "sample": plan.sample and dataclasses.asdict(plan.sample),
         "warnings": inputs.warnings,
         "options": {"num_mappers": args.num_mappers, "num_reducers": args.num_reducers, "memory_mb": args.memory,
                     "max_errors": args.max_errors, "allow_partial": args.allow_partial, "sample": args.sample},

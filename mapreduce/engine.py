@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO
 
-from .errors import JobCodeError, JobError
+from .errors import JobCodeError, JobError, WorkDirFailed
 from .job import Job
 from .keys import partition_of
 from .lifecycle import become_worker
 from .mapper import BundleReport, MapSettings, bundle_spills, run_worker, spill_path
 from .options import RunOptions
+from .workdir import scratch_dir
 from .plan import Plan
 from .reducer import ReduceFailed, ReduceReport, gather_values, output_path, reduce_partition
 from .spill import Entry, RunWriter, grouped, merge_runs, read_run
@@ -121,12 +122,18 @@ def reduce_entries(job: Job, entries: Iterator[Entry], options: RunOptions, outp
         writers: dict[int, RunWriter] = {}
         for entry in entries:
             partition = partition_of(entry[0], options.num_reducers)
-            if partition not in writers:
-                os.makedirs(os.path.join(spill_dir, f"p{partition:04d}"))
-                writers[partition] = RunWriter(spill_path(spill_dir, partition, (0, 0)))
-            writers[partition].add(entry)
-        for writer in writers.values():
-            writer.close()
+            try:
+                if partition not in writers:
+                    os.makedirs(os.path.join(spill_dir, f"p{partition:04d}"))
+                    writers[partition] = RunWriter(spill_path(spill_dir, partition, (0, 0)))
+                writers[partition].add(entry)
+            except OSError as e:
+                raise WorkDirFailed(work_dir, e) from None
+        try:
+            for writer in writers.values():
+                writer.close()
+        except OSError as e:
+            raise WorkDirFailed(work_dir, e) from None
         result.map_seconds = time.monotonic() - started
         _reduce_to_output(job, work_dir, options, output, result)
     result.seconds = time.monotonic() - started
@@ -167,13 +174,8 @@ FINISH_MAP_POSITION = "\U0010ffff"
 """Sorts after every layout path part."""
 
 
-@contextmanager
-def _scratch(options: RunOptions) -> Iterator[str]:
-    work_dir = tempfile.mkdtemp(prefix="mr-", dir=options.work_dir)
-    try:
-        yield work_dir
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+def _scratch(options: RunOptions):
+    return scratch_dir(options.work_dir or tempfile.gettempdir())
 
 
 def _spill_dir(work_dir: str) -> str:
@@ -274,6 +276,8 @@ class _MapPhase:
         elif kind == "failed":
             function, where, error, traceback = message[2:]
             raise JobCodeError(function, where, error, traceback)
+        elif kind == "work-dir-failed":
+            raise JobError(message[2])
 
     def _bundle_done(self, worker: int, index: int, report: BundleReport) -> None:
         task = self.by_index[index]
@@ -374,6 +378,8 @@ def _reduce_all(job: Job, work_dir: str, spill_dir: str, options: RunOptions) ->
     for report in reports:
         if report.failure:
             raise JobCodeError(*report.failure)
+        if report.work_dir_problem:
+            raise JobError(report.work_dir_problem)
     return reports
 
 

@@ -24,3 +24,15 @@ class JobCodeError(JobError):
         self.error = error
         self.traceback = traceback
         super().__init__(f"{function}() raised {error} at {where}\n{traceback}")
+
+
+class OutputError(JobError):
+    """The output could not be written (a full disk, a failing device): names where."""
+
+
+class WorkDirFailed(JobError):
+    """The work dir cannot take the run's scratch files (full, read-only, failing). Not worth a retry."""
+
+    def __init__(self, work_dir: str, error: OSError):
+        super().__init__(f"work dir {work_dir}: {(error.strerror or str(error)).lower()}; free some space there "
+                         "or give another work dir with -w DIR")

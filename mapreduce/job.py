@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Callable
 
 from .errors import JobLoadError
+from .lifecycle import Interrupted
 
 FUNCTIONS = ("map", "reduce", "combine", "setup_map", "finish_map", "setup_reduce")
 
@@ -54,7 +55,9 @@ def load_job(path: str, require_map: bool = True) -> Job:
         spec.loader.exec_module(module)
     except SyntaxError as e:
         raise JobLoadError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
-    except Exception as e:  # the job's own import-time code; report it, not our loader
+    except Interrupted:
+        raise
+    except BaseException as e:  # the job's own import-time code (sys.exit too): report it, not our loader
         frames = traceback.extract_tb(e.__traceback__)
         mine = [f for f in frames if f.filename == os.path.abspath(path) or f.filename == path] or frames[-1:]
         where = f"{mine[-1].filename}:{mine[-1].lineno}"

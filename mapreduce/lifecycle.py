@@ -1,8 +1,11 @@
 """Signals for mr's processes: the coordinator stops on SIGTERM as on Ctrl-C; workers leave both to it.
 
-A worker also dies with its coordinator (Linux's parent-death signal), so a
-coordinator killed outright (SIGKILL, the OOM killer) leaves no worker waiting
-forever on its queue.
+The coordinator turns SIGINT and SIGTERM into ``Interrupted``, so a stop asked
+for by a signal is told apart from a job's own code raising KeyboardInterrupt
+(which is reported like any other exception from the job), and the exit status
+says which signal it was (130, 143). A worker also dies with its coordinator
+(Linux's parent-death signal), so a coordinator killed outright (SIGKILL, the
+OOM killer) leaves no worker waiting forever on its queue.
 """
 
 from __future__ import annotations
@@ -14,8 +17,22 @@ import signal
 _PR_SET_PDEATHSIG = 1
 
 
-def stop_on_terminate() -> None:
-    """In the coordinator: SIGTERM (a batch system, the cluster watcher) stops the run like Ctrl-C."""
+class Interrupted(KeyboardInterrupt):
+    """The run was asked to stop by a signal (Ctrl-C, SIGTERM)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def status(self) -> int:
+        """The exit status a shell gives a process the signal ended: 128 + the signal's number."""
+        return 128 + self.signum
+
+
+def stop_on_signals() -> None:
+    """In the coordinator: Ctrl-C and SIGTERM (a batch system, the cluster watcher) stop the run."""
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
 
 
@@ -30,4 +47,4 @@ def become_worker() -> None:
 
 
 def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+    raise Interrupted(signum)

@@ -20,10 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Iterator
 
-from storage import CorruptFileError, StoredFile
+from storage import CorruptFileError, RecordReader, StoredFile
 from storage.allocator import keep_freed_memory
 
 from .context import MapContext
+from .errors import WorkDirFailed
 from .job import Job
 from .keys import order_key, partition_of
 from .lifecycle import become_worker
@@ -117,6 +118,8 @@ def run_worker(worker_id: int, settings: MapSettings, tasks, results, slot) -> N
         worker.run(tasks)
     except _JobFailed as failure:
         results.put(("failed", worker_id, *failure.args))
+    except WorkDirFailed as failure:
+        results.put(("work-dir-failed", worker_id, str(failure)))
     finally:
         if profiler:
             profiler.disable()
@@ -144,6 +147,10 @@ def collector_paused() -> Iterator[None]:
 
 class _JobFailed(Exception):
     """Carries (function, where, error, job traceback) out of the worker."""
+
+
+_STOPS_THE_WORKER = (_JobFailed, WorkDirFailed)
+"""Raised from inside a job's call (a spill while ``map`` writes): passed on, never counted as the job's error."""
 
 
 class _Worker:
@@ -188,25 +195,18 @@ class _Worker:
             self._map_in_python(task, context, report)
         report.counters = context.counters
         spill_now()
-        if self.settings.options.delete_under:
-            damaged = {path for path, _ in report.corrupt}
-            for stored in task.files:
-                if stored.path not in damaged and _is_under(stored.path, self.settings.options.delete_under):
-                    os.remove(stored.path)
         return report
 
     def _map_in_python(self, task: MapTask, context: MapContext, report: BundleReport) -> None:
         done_bytes = 0
         for stored in task.files:
-            reader = stored.open()
-            try:
-                self._map_records(reader, context, report, done_bytes)
-            except CorruptFileError as e:
-                report.corrupt.append((stored.path, str(e)))
-            report.add_reader(reader)
+            reader = _open_noting_damage(stored, report)
+            if reader is not None:
+                with _noting_damage(reader, report):
+                    self._map_records(reader, context, report, done_bytes)
+                log.info("map worker %d: %s: %d pings, %d bad lines", self.id, stored.path, reader.records,
+                         reader.bad_lines)
             done_bytes += stored.size
-            log.info("map worker %d: %s: %d pings, %d bad lines", self.id, stored.path, reader.records,
-                     reader.bad_lines)
 
     def _map_externally(self, task: MapTask, context: MapContext, report: BundleReport) -> None:
         """Feed the bundle's pings to the mapper command; its key<TAB>value lines go into the buffer."""
@@ -215,14 +215,13 @@ class _Worker:
         def lines():
             for stored in task.files:
                 current[0] = stored.path
-                reader = stored.open()
                 dims = "/".join(stored.dimensions)
-                try:
+                reader = _open_noting_damage(stored, report)
+                if reader is None:
+                    continue
+                with _noting_damage(reader, report):
                     for uuid, payload in reader:
                         yield f"{uuid}\t{dims}\t{payload}\n".encode("utf-8")
-                except CorruptFileError as e:
-                    report.corrupt.append((stored.path, str(e)))
-                report.add_reader(reader)
 
         try:
             for key, value in Pipe(self.settings.options.mapper_cmd, lines(), lambda: f"input {current[0]}").pairs():
@@ -237,11 +236,13 @@ class _Worker:
         for uuid, payload in reader:
             try:
                 map_function(uuid, dims, payload, context)
-            except ValueError as e:  # bad data, as in the original engine: count and skip
+            except (ValueError, RecursionError) as e:  # bad data (JSON nested too deep too): count and skip
                 report.bad_records += 1
                 if len(report.samples) < BAD_RECORD_SAMPLES:
                     report.samples.append(f"{reader.path}:{reader.lines}: {type(e).__name__}: {e}")
-            except Exception as e:
+            except _STOPS_THE_WORKER:
+                raise
+            except BaseException as e:  # SystemExit and KeyboardInterrupt too: workers ignore Ctrl-C
                 self._job_error("map", f"{reader.path}:{reader.lines}", e, report)
             if reader.records % 256 == 0 and time.monotonic() > next_progress:
                 self.results.put(("progress", self.id, report.records + reader.records,
@@ -259,7 +260,7 @@ class _Worker:
             context.combine_all()
         except StreamingFailure as failure:
             raise _JobFailed("combiner command", *failure.args) from None
-        except Exception as e:
+        except BaseException as e:
             raise self._failure("combine", f"bundle {tag[0]}", e) from None
         spilled_values = context.values
         partitions: dict[int, list] = {}
@@ -272,8 +273,11 @@ class _Worker:
         for partition, entries in partitions.items():
             entries.sort(key=lambda entry: entry[0])
             path = spill_path(self.settings.spill_dir, partition, tag)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            written += write_run(path, entries)
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                written += write_run(path, entries)
+            except OSError as e:
+                raise WorkDirFailed(self.settings.options.work_dir or self.settings.spill_dir, e) from None
         return written, spilled_values
 
     def _combine_externally(self, context: MapContext, tag: tuple[int, int]) -> None:
@@ -288,7 +292,9 @@ class _Worker:
     def _call(self, name: str, where: str, function, context) -> None:
         try:
             function(context)
-        except Exception as e:
+        except _STOPS_THE_WORKER:
+            raise
+        except BaseException as e:
             raise self._failure(name, where, e) from None
 
     def _job_error(self, function: str, where: str, error: Exception, report: BundleReport) -> None:
@@ -303,8 +309,29 @@ class _Worker:
         return _JobFailed(function, where, f"{type(error).__name__}: {error}", job_traceback(error, self.job))
 
 
-def _is_under(path: str, directory: str) -> bool:
-    return os.path.commonpath([os.path.realpath(path), os.path.realpath(directory)]) == os.path.realpath(directory)
+def _open_noting_damage(stored: StoredFile, report: BundleReport) -> RecordReader | None:
+    """A reader of ``stored``, or None (noted in ``report.corrupt``) if it cannot be opened: vanished since
+    the plan, unreadable, or not what its name says."""
+    try:
+        return stored.open()
+    except (CorruptFileError, OSError) as e:
+        report.corrupt.append((stored.path, str(e) if isinstance(e, CorruptFileError)
+                               else f"{stored.path}: cannot read it: {e.strerror or e}"))
+        return None
+
+
+@contextmanager
+def _noting_damage(reader: RecordReader, report: BundleReport) -> Iterator[None]:
+    """Damage found while reading is noted in ``report.corrupt``, not raised: the run then fails naming the
+    file, or leaves it out with --allow-partial. What was read is counted either way."""
+    try:
+        yield
+    except CorruptFileError as e:
+        report.corrupt.append((reader.path, str(e)))
+    except OSError as e:
+        report.corrupt.append((reader.path, f"{reader.path}: reading failed after {reader.records} records: "
+                                            f"{e.strerror or e}"))
+    report.add_reader(reader)
 
 
 def job_traceback(error: BaseException, job: Job) -> str:

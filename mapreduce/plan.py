@@ -29,10 +29,32 @@ SAMPLE_GROUP_LEVELS = (2, 5)
 
 
 @dataclass(frozen=True)
+class Sample:
+    """What ``--sample`` took, and why it may be more than the fraction asked for."""
+
+    fraction: float
+    taken: int
+    of: int
+    groups: int
+    rounded_up: int
+    """Groups that kept more than their share: at least one file each, and a share rounded up."""
+
+    def describe(self) -> str:
+        text = f"sample {self.fraction:g}: {self.taken:,} of {self.of:,} files"
+        if self.of:
+            text += f" ({self.taken / self.of:.0%})"
+        if self.rounded_up:
+            text += (f"; each of the {self.groups:,} channel/date groups keeps at least one file and its share "
+                     f"rounded up ({self.rounded_up:,} kept more than {self.fraction:.0%})")
+        return text
+
+
+@dataclass(frozen=True)
 class Plan:
     tasks: list[MapTask]
     """In schedule order: largest first."""
     field_names: list[str]
+    sample: Sample | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -49,12 +71,13 @@ def make_plan(files: list[StoredFile], selection: Schema | None, sample: float |
 
     ``bundle_bytes=0`` makes every file its own bundle.
     """
+    sampled = None
     if sample is not None:
-        files = sample_files(files, sample)
+        files, sampled = sample_files(files, sample)
     tasks = [MapTask(index, tuple(bundle)) for index, bundle in enumerate(bundles(files, bundle_bytes))]
     tasks.sort(key=lambda t: (-t.size, t.index))
     names = (selection or Schema.default()).field_names
-    return Plan(tasks, names)
+    return Plan(tasks, names, sampled)
 
 
 def bundles(files: list[StoredFile], size: int) -> list[list[StoredFile]]:
@@ -73,26 +96,33 @@ def bundles(files: list[StoredFile], size: int) -> list[list[StoredFile]]:
     return packed
 
 
-def sample_files(files: list[StoredFile], fraction: float) -> list[StoredFile]:
+def sample_files(files: list[StoredFile], fraction: float) -> tuple[list[StoredFile], Sample]:
     """A stable sample: in each channel/date group, the files whose name hashes lowest.
 
     The same fraction picks the same files every time, and every group keeps
-    its share (at least one file).
+    its share, rounded up (so at least one file): on few files per group the
+    sample is more than the fraction, which ``Sample`` says.
     """
     groups: dict[tuple, list[StoredFile]] = defaultdict(list)
     for f in files:
         groups[tuple(f.dimensions[level] for level in SAMPLE_GROUP_LEVELS if level < len(f.dimensions))].append(f)
     chosen = []
+    rounded_up = 0
     for members in groups.values():
         members.sort(key=lambda f: (zlib.crc32(f.path.rsplit("/", 1)[-1].encode()), f.path))
-        chosen.extend(members[:max(1, math.ceil(fraction * len(members)))])
-    return sorted(chosen, key=StoredFile.layout_order)
+        share = max(1, math.ceil(fraction * len(members)))
+        rounded_up += share > fraction * len(members)
+        chosen.extend(members[:share])
+    return (sorted(chosen, key=StoredFile.layout_order),
+            Sample(fraction, len(chosen), len(files), len(groups), rounded_up))
 
 
 def describe(plan: Plan, workers: int) -> str:
     """The ``--dry-run`` text: what is selected per dimension value, and how it is spread."""
     lines = [f"{len(plan.files)} files, {format_bytes(plan.total_bytes)} selected, "
              f"in {len(plan.tasks)} bundles of about {format_bytes(BUNDLE_BYTES)}"]
+    if plan.sample:
+        lines.append(plan.sample.describe())
     for level, name in enumerate(plan.field_names):
         totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for f in plan.files:

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .context import COMBINE_THRESHOLD, OutputContext, CombineContext
+from .errors import WorkDirFailed
 from .job import Job
+from .lifecycle import Interrupted
 from .mapper import job_traceback
 from .keys import order_key
 from .spill import grouped, merge_runs, write_run
@@ -29,6 +31,8 @@ class ReduceReport:
     preamble: str = ""
     failure: tuple[str, str, str, str] | None = None
     """(function, where, error, job traceback) if the job's code raised."""
+    work_dir_problem: str | None = None
+    """Why the work dir could not take the partition's runs (full, failing), if it could not."""
 
 
 def output_path(work_dir: str, partition: int) -> str:
@@ -78,6 +82,8 @@ def reduce_partition(job: Job, work_dir: str, spill_dir: str, partition: int,
         report.failure = failure.args
     except StreamingFailure as failure:
         report.failure = ("reducer command", *failure.args)
+    except OSError as e:  # the job's own errors are ReduceFailed: this is the work dir's
+        report.work_dir_problem = str(WorkDirFailed(work_dir, e))
     report.counters = context.counters
     return report
 
@@ -108,5 +114,7 @@ class ReduceFailed(Exception):
 def _call(name: str, where: str, thunk, job: Job) -> None:
     try:
         thunk()
-    except Exception as e:
+    except Interrupted:  # Ctrl-C or SIGTERM while reducing in the coordinator: a stop, not the job's error
+        raise
+    except BaseException as e:  # SystemExit and KeyboardInterrupt raised by the job's own code too
         raise ReduceFailed(name, where, f"{type(e).__name__}: {e}", job_traceback(e, job)) from None

@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Sequence, TextIO
 
 import multiprocessing_logging
 
+from storage import StoredFile
 from storage.commands import format_bytes
 
 from .engine import RunResult
@@ -127,9 +128,12 @@ def render_summary(result: RunResult, sources: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
-def finish(result: RunResult, warnings: Sequence[str], sources: Sequence[str] = (), max_errors: int = 0) -> int:
-    """Print the summary and the warnings; the exit status (EXIT_PARTIAL if anything is missing)."""
-    sys.stderr.write(render_summary(result, sources) + "\n")
+def finish(result: RunResult, warnings: Sequence[str], sources: Sequence[str] = (), max_errors: int = 0,
+           quiet: bool = False) -> int:
+    """Print the summary (unless ``quiet``) and the warnings; the exit status (EXIT_PARTIAL if anything is
+    missing)."""
+    if not quiet:
+        sys.stderr.write(render_summary(result, sources) + "\n")
     if result.errors:
         log.warning("%d records made map() raise and were skipped (--max-errors %d)", result.errors, max_errors)
     for sample in result.samples:
@@ -139,3 +143,21 @@ def finish(result: RunResult, warnings: Sequence[str], sources: Sequence[str] = 
             ([f"{len(result.missing)} inputs were left out"] if result.missing else []) + list(warnings)))
         return EXIT_PARTIAL
     return 0
+
+
+def delete_inputs(files: Sequence[StoredFile], missing: Sequence[str], under: str) -> int:
+    """-X, once the job has succeeded and its output is in place: delete the inputs under ``under`` that
+    were read whole (not those left out as damaged or undownloadable). Returns how many were deleted."""
+    left_out = set(missing)
+    root = os.path.realpath(under)
+    deleted = 0
+    for stored in files:
+        if stored.path in left_out or not os.path.realpath(stored.path).startswith(root + os.sep):
+            continue
+        try:
+            os.remove(stored.path)
+            deleted += 1
+        except FileNotFoundError:
+            pass
+    log.info("deleted %d input files (-X)", deleted)
+    return deleted

@@ -307,3 +307,45 @@ def sshd(tmp_path_factory):
     server = SshServer(tmp_path_factory.mktemp("sshd"))
     yield server
     server.stop()
+
+
+# -- conditions and faults ------------------------------------------------------------
+
+def wait_for(condition, what: str, timeout: float = 60.0):
+    """Poll ``condition`` until it returns something true (and return that); fail naming ``what`` if it
+    never does. The timeout only guards against a hang: tests wait on the condition, not on the clock."""
+    import time
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+    return value
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """Mounts a tmpfs of a given size (kB), optionally read-only, and unmounts it afterwards: a real
+    full or read-only disk. Needs root and a kernel that lets us mount (skips otherwise)."""
+    mounts = []
+
+    def mount(name: str, size_kb: int, read_only: bool = False) -> Path:
+        point = tmp_path / name
+        point.mkdir(mode=0o700)
+        options = f"size={size_kb}k,mode=0700" + (",ro" if read_only else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+        mounts.append(point)
+        return point
+
+    yield mount
+    for point in mounts:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def one_line_error(stderr: str) -> str:
+    """The single line a failure must print (no traceback, nothing else)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]

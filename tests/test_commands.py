@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from storage import find_files
 from storage.codecs import LZ4
@@ -57,16 +56,16 @@ def test_cat_into_a_closed_pipe_stops_at_once_and_cleanly(tmp_path):
     with open(big, "wb") as raw, LZ4.open_write(raw) as out:
         for i in range(100_000):
             out.write(b"id-%d\t{\"pad\":\"%s\"}\n" % (i, b"x" * 1000))
-    started = time.monotonic()
+    with open(big, "r+b") as f:  # damaged at the very end: reading that far would say so
+        f.truncate(big.stat().st_size - 100)
     cat = subprocess.Popen([sys.executable, str(ROOT / "bin" / "mr"), "cat", str(big)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = cat.stdout.readline()
     cat.stdout.close()
-    _, stderr = cat.communicate(timeout=30)
+    _, stderr = cat.communicate(timeout=120)
     assert first.startswith(b"id-0\t")
     assert cat.returncode == 0
-    assert stderr == b""
-    assert time.monotonic() - started < 20  # stopped long before reading 100 MB
+    assert stderr == b""  # it stopped long before the damage at the end of the 100 MB
 
 
 def test_cat_into_head_in_a_shell_pipeline(store):
@@ -114,8 +113,9 @@ def test_ls_partitions_groups_by_directory(store):
 
 def test_ls_of_an_empty_selection_is_not_an_error(store, tmp_path):
     none = tmp_path / "none.json"
+    names = ["appName", "appUpdateChannel", "appVersion", "appBuildID", "submission_date"]
     none.write_text(json.dumps({"dimensions": [{"field_name": "reason", "allowed_values": "main"}] + [
-        {"field_name": f"d{i}", "allowed_values": "*"} for i in range(5)]}))
+        {"field_name": name, "allowed_values": "*"} for name in names]}))
     result = run_mr("ls", "-d", str(store), "-f", str(none))
     assert result.returncode == 0 and result.stdout == "total: 0 files, 0 bytes (0 bytes)\n"
 

@@ -7,10 +7,18 @@ import json
 import os
 import re
 import sys
+import tempfile
+import urllib.parse
 
 from storage.codecs import COMPRESSORS
 from storage.commands import format_bytes, schema_file
 from storage.schema import Schema
+
+from .recordlog import DEFAULT_MAX_PAYLOAD_SIZE
+from .repositories import DEFAULT_REPOSITORIES, Location, UntrustedRepository
+
+MEGABYTE = 1024 * 1024
+REPORTED_REVISION_FAILURES = 20
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -25,9 +33,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     convert.add_argument("--storage", required=True, metavar="DIR", help="root of the storage layout")
     convert.add_argument("--histogram-cache", metavar="DIR",
                          help="Histograms.json per revision, as DIR/<rev>/Histograms.json (filled by fetching)")
-    convert.add_argument("--revision-url", metavar="TEMPLATE",
+    convert.add_argument("--revision-url", metavar="TEMPLATE", type=revision_url_template,
                          help="where to fetch a revision's Histograms.json, with {repo} and {rev} "
                               "(default: {repo}/raw-file/{rev}/toolkit/components/telemetry/Histograms.json)")
+    convert.add_argument("--repository", action="append", default=[], type=repository_prefix, metavar="URL",
+                         help="also fetch definitions for payloads naming a repository under this URL prefix, "
+                              "fetched with its scheme (repeatable; always allowed: "
+                              f"{', '.join(DEFAULT_REPOSITORIES)}, which real payloads name as http://)")
     convert.add_argument("--no-fetch", action="store_true", help="use only the histogram cache")
     convert.add_argument("--revision-map", metavar="FILE",
                          help="JSON {channel: {build id or version: revision}} for payloads without one")
@@ -38,6 +50,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                          help="reject a whole payload for one bad histogram (default: drop the histogram)")
     convert.add_argument("--rejected", metavar="FILE",
                          help="append rejected payloads here as uuid<TAB>reason<TAB>json")
+    convert.add_argument("--journal", metavar="FILE",
+                         help="remember here which records of which inputs were stored, and skip those: "
+                              "a re-run after a failure or Ctrl-C stores each record once")
+    convert.add_argument("--max-payload-size", type=megabytes, default=DEFAULT_MAX_PAYLOAD_SIZE, metavar="MB",
+                         help="reject payloads larger than this once decompressed (default: "
+                              f"{DEFAULT_MAX_PAYLOAD_SIZE // MEGABYTE}; real pings are about 0.1)")
     convert.add_argument("--codec", choices=sorted(COMPRESSORS), default="lzma", help="compression (default: lzma)")
     convert.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                          help="processes (default: number of cores)")
@@ -74,6 +92,35 @@ def submission_date(value: str) -> str:
     return value
 
 
+def revision_url_template(value: str) -> str:
+    """A --revision-url: an http(s) URL once {repo} and {rev} are filled in, with no other fields."""
+    try:
+        example = value.format(repo=DEFAULT_REPOSITORIES[0].rstrip("/") + "/mozilla-central", rev="a55c55edf302")
+    except (KeyError, IndexError, ValueError):
+        raise argparse.ArgumentTypeError(f"{value!r} may only use the fields {{repo}} and {{rev}}") from None
+    if urllib.parse.urlsplit(example).scheme not in ("http", "https"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an http or https URL")
+    return value
+
+
+def repository_prefix(value: str) -> str:
+    try:
+        Location.parse(value)
+    except UntrustedRepository as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def megabytes(value: str) -> int:
+    try:
+        size = float(value)
+    except ValueError:
+        size = 0
+    if not size > 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of megabytes")
+    return int(size * MEGABYTE)
+
+
 def run_histograms(args: argparse.Namespace) -> int:
     from .histograms import Definitions
 
@@ -94,6 +141,7 @@ def run_gen(args: argparse.Namespace) -> int:
 def run_convert(args: argparse.Namespace) -> int:
     from mapreduce.progress import Progress
 
+    from .journal import Journal, JournalError
     from .pipeline import ConvertOptions, convert_inputs
     from .revisions import DEFAULT_URL_TEMPLATE, RevisionCache
 
@@ -104,18 +152,47 @@ def run_convert(args: argparse.Namespace) -> int:
     if exports and not args.submission_date:
         args.usage_error(f"{exports[0]} is a uuid<TAB>json export, which carries no timestamp; "
                          "give --submission-date YYYYMMDD")
+    problem = _unwritable(args.storage, args.rejected, args.journal)
+    if problem:
+        args.usage_error(problem)
+    try:
+        journal = Journal(args.journal) if args.journal else None
+    except JournalError as e:
+        args.usage_error(str(e))
     options = ConvertOptions(
         storage=args.storage, schema=args.schema or Schema.default(), cache_dir=args.histogram_cache,
         url_template=None if args.no_fetch else args.revision_url or DEFAULT_URL_TEMPLATE,
+        repositories=DEFAULT_REPOSITORIES + tuple(args.repository),
         fallback=RevisionCache.load_fallback(args.revision_map) if args.revision_map else {},
         strict=args.strict, submission_date=args.submission_date, rejected_path=args.rejected,
-        workers=max(1, args.workers), codec=args.codec)
+        workers=max(1, args.workers), codec=args.codec, max_payload_size=args.max_payload_size)
     progress = Progress("convert", total_bytes=sum(os.path.getsize(p) for p in args.inputs))
     summary = convert_inputs(args.inputs, options,
-                             lambda s: progress.update(s.stats.read + sum(s.damaged.values()), s.input_bytes))
+                             lambda s: progress.update(s.stats.read + sum(s.damaged.values()), s.input_bytes),
+                             journal)
     progress.finish()
-    print(render_summary(summary))
-    return 1 if summary.unreadable else 0
+    print(render_summary(summary, journal is not None))
+    if summary.interruption:
+        raise summary.interruption
+    return 1 if summary.unreadable or summary.failure or summary.compression_failure else 0
+
+
+def _unwritable(storage: str, rejected: str | None, journal: str | None) -> str | None:
+    """Why the storage directory, the --rejected file or the --journal cannot be written, before any work."""
+    try:
+        os.makedirs(storage, exist_ok=True)
+        tempfile.TemporaryFile(dir=storage).close()
+    except OSError as e:
+        return f"storage directory {storage}: cannot write there: {e.strerror}"
+    try:
+        if rejected:
+            open(rejected, "a").close()
+        if journal:  # replaced whole at every save, through a temporary file beside it
+            tempfile.TemporaryFile(dir=os.path.dirname(os.path.abspath(journal))).close()
+    except OSError as e:
+        option, path = ("--rejected", rejected) if e.filename == rejected else ("--journal", journal)
+        return f"{option} {path}: cannot write there: {e.strerror}"
+    return None
 
 
 def _is_record_log(path: str) -> bool:
@@ -125,12 +202,14 @@ def _is_record_log(path: str) -> bool:
         return is_record_log(f.read(1))
 
 
-def render_summary(summary) -> str:
+def render_summary(summary, journal: bool = False) -> str:
     """The end-of-run report of a RunSummary: counts by reason, rate, failures."""
     stats = summary.stats
     records = stats.read + sum(summary.damaged.values())
+    skipped = [f"skipped:       {summary.skipped:,} (stored by an earlier run, says the journal)"]
     lines = [
         f"records read:  {records:,} ({format_bytes(summary.input_bytes)} of input)",
+        *(skipped if summary.skipped else []),
         f"converted:     {stats.converted:,}",
         f"rejected:      {sum(stats.rejected.values()):,}",
         *_by_reason(stats.rejected),
@@ -140,8 +219,18 @@ def render_summary(summary) -> str:
         *_by_reason(stats.histograms_dropped),
         f"time:          {summary.seconds:.1f} s, {records / summary.seconds if summary.seconds else 0:,.0f} records/s",
     ]
-    lines += [f"revision {rev}: {why}" for rev, why in sorted(summary.revision_failures.items())]
+    failures = sorted(summary.revision_failures.items())
+    lines += [f"revision {rev}: {why}" for rev, why in failures[:REPORTED_REVISION_FAILURES]]
+    if len(failures) > REPORTED_REVISION_FAILURES:
+        lines.append(f"... and {len(failures) - REPORTED_REVISION_FAILURES:,} more revisions could not be had")
     lines += [f"unreadable input: {problem}" for problem in summary.unreadable]
+    if summary.failure or summary.interruption:
+        lines.append(f"stopped: {summary.failure or 'interrupted'}")
+        lines.append("the records counted as converted are stored; a re-run with the same --journal stores only "
+                     "the rest" if journal else "the records counted as converted are stored; a re-run would "
+                     "store them again (give --journal FILE to make re-runs skip them)")
+    if summary.compression_failure:
+        lines.append(f"not compressed: {summary.compression_failure}; mr compress finishes the pending logs")
     return "\n".join(lines)
 
 

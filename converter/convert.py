@@ -35,6 +35,20 @@ class ConversionStats:
     rejected: Counter = field(default_factory=Counter)
     histograms_dropped: Counter = field(default_factory=Counter)
 
+    def count_rejected(self, reason: str) -> None:
+        """A payload rejected before it reached the converter (e.g. too large to decode)."""
+        self.read += 1
+        self.rejected[reason] += 1
+
+    def take_back_converted(self, rejected_for: str | None = None) -> None:
+        """A converted payload that was not stored after all: rejected for a reason of its own
+        (a path too long), or, with no reason, not stored because storing failed and the run stops."""
+        self.converted -= 1
+        if rejected_for:
+            self.rejected[rejected_for] += 1
+        else:
+            self.read -= 1
+
     def add(self, other: "ConversionStats") -> None:
         self.read += other.read
         self.converted += other.converted

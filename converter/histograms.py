@@ -2,7 +2,11 @@
 
 A definition whose numbers cannot be resolved (a C++ symbol such as
 ``JS::gcreason::NUM_TELEMETRY_REASONS``) is kept as unusable with its reason;
-it never stops the rest of the file from loading.
+it never stops the rest of the file from loading. Definitions come from the
+network, so sizes are capped: a definition with more than ``MAX_BUCKETS``
+buckets is unusable, and a file with more than ``MAX_DEFINITIONS`` definitions,
+or whose usable ones add up to more than ``MAX_TOTAL_BUCKETS``, is refused
+before that much memory and time are taken.
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ from .errors import DefinitionError
 from .expressions import UnresolvedExpression, evaluate
 
 STARTUP_PREFIX = "STARTUP_"
+MAX_BUCKETS = 10_000
+"""Real definitions stay far below: the largest in the test revision has 1,000."""
+MAX_DEFINITIONS = 20_000
+"""The test revision has 590; later ones a few thousand."""
+MAX_TOTAL_BUCKETS = 1_000_000
+"""A real revision has about 60,000 buckets in all (5 MB in memory); this bounds one at about 150 MB."""
 
 # The browser reports a histogram's type as a number; enumerated ones report as linear.
 TYPE_CODES = {"exponential": 0, "linear": 1, "enumerated": 1, "boolean": 2, "flag": 3, "count": 4}
@@ -63,12 +73,22 @@ class Definitions:
         document = parse_json(text, source, DefinitionError)
         if not isinstance(document, dict):
             raise DefinitionError(f"{source}: expected an object of histogram definitions")
+        if len(document) > MAX_DEFINITIONS:
+            raise DefinitionError(f"{source}: {len(document):,} definitions, more than the {MAX_DEFINITIONS:,} "
+                                  "allowed; not a real Histograms.json")
         usable, unusable = {}, {}
+        total_buckets = 0
         for name, spec in document.items():
             try:
-                usable[name] = define(name, spec)
+                histogram = define(name, spec)
             except UnresolvedExpression as e:
                 unusable[name] = str(e)
+                continue
+            total_buckets += histogram.bucket_count
+            if total_buckets > MAX_TOTAL_BUCKETS:
+                raise DefinitionError(f"{source}: more than the {MAX_TOTAL_BUCKETS:,} buckets in all allowed; "
+                                      "not a real Histograms.json")
+            usable[name] = histogram
         return cls(usable, unusable, source)
 
     def lookup(self, name: str) -> Histogram | None:
@@ -113,6 +133,8 @@ def define(name: str, spec: Any) -> Histogram:
         raise UnresolvedExpression(f"unknown kind {kind!r}")
     if not 1 <= low < high or n_buckets < 3:
         raise UnresolvedExpression(f"impossible range: low {low}, high {high}, {n_buckets} buckets")
+    if n_buckets > MAX_BUCKETS:
+        raise UnresolvedExpression(f"{n_buckets:,} buckets, more than the {MAX_BUCKETS:,} allowed")
     buckets = (exponential_buckets if kind == "exponential" else linear_buckets)(low, high, n_buckets)
     return Histogram(name, kind, low, high, tuple(buckets), {b: i for i, b in enumerate(buckets)})
 

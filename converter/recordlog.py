@@ -9,11 +9,13 @@ with ``path`` = ``uuid/reason/appName/appVersion/appUpdateChannel/appBuildID`` a
 ``data`` gzip-compressed or plain JSON. This module only frames records (cheap);
 ``decode_payload`` turns the data into JSON, so that work can run on every core.
 The version is detected from the first record that frames cleanly.
+
+The data comes from the internet: ``decode_payload`` never inflates more than
+the size it is given (a 1 MB gzip record can hold a gigabyte of zeros).
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
 import mmap
 import struct
@@ -27,10 +29,13 @@ from storage import fastjson
 log = logging.getLogger(__name__)
 
 SEPARATOR = 0x1E
+GZIP_MAGIC = b"\x1f\x8b"
 _V1 = struct.Struct("<BHIQ")
 _V2 = struct.Struct("<BBHIQ")
 MAX_PATH_LENGTH = 10_000
 MAX_DATA_LENGTH = 200 * 1024 * 1024
+DEFAULT_MAX_PAYLOAD_SIZE = 20 * 1024 * 1024
+"""Real pings are about 100 kB of JSON; the largest seen are a few MB."""
 PATH_FIELDS = ("uuid", "reason", "appName", "appVersion", "appUpdateChannel", "appBuildID")
 _PATH_PREFIXES = ("/submit/telemetry/", "submit/telemetry/", "/")
 
@@ -41,6 +46,14 @@ class DamagedRecord(ValueError):
     def __init__(self, reason: str, detail: str = ""):
         self.reason = reason
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class PayloadTooLarge(ValueError):
+    """A record whose data is (or inflates to) more than the payload size limit."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        super().__init__(f"payload larger than {limit:,} bytes")
 
 
 @dataclass(frozen=True)
@@ -191,14 +204,38 @@ def encode_record(path: str, data: bytes, timestamp_ms: int, ip: str | None = No
             + ip_bytes + path_bytes + data)
 
 
-def decode_payload(data: bytes) -> Any:
-    """The JSON document in a record's data, gunzipping it first if needed; DamagedRecord if not."""
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
-            raise DamagedRecord("bad gzip", str(e)) from None
+def decode_payload(data: bytes | str, max_size: int = DEFAULT_MAX_PAYLOAD_SIZE) -> Any:
+    """The JSON document in a record's data (or an export's text), gunzipping it first if needed.
+
+    DamagedRecord if it is not gzip or JSON; PayloadTooLarge if it is, or would
+    inflate to, more than ``max_size`` bytes (characters, for text).
+    """
+    if isinstance(data, bytes) and data[:2] == GZIP_MAGIC:
+        data = gunzip(data, max_size)
+    elif len(data) > max_size:
+        raise PayloadTooLarge(max_size)
     try:
         return fastjson.loads(data)
     except ValueError as e:
         raise DamagedRecord("bad JSON", str(e)) from None
+
+
+
+def gunzip(data: bytes, max_size: int) -> bytes:
+    """Inflate every gzip member in ``data``, stopping as soon as the output passes ``max_size``."""
+    inflated = bytearray()
+    rest = data
+    while rest:
+        if rest[:2] != GZIP_MAGIC:
+            raise DamagedRecord("bad gzip", "not a gzip member")
+        member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            inflated += member.decompress(rest, max_size + 1 - len(inflated))
+        except zlib.error as e:
+            raise DamagedRecord("bad gzip", str(e)) from None
+        if len(inflated) > max_size:
+            raise PayloadTooLarge(max_size)
+        if not member.eof:
+            raise DamagedRecord("bad gzip", "cut short")
+        rest = member.unused_data
+    return bytes(inflated)

@@ -8,6 +8,7 @@ one, and running the compressor again finishes whatever an earlier run left.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -97,12 +98,18 @@ def compress_pending(base_dir: str, codec_name: str = "lzma", workers: int = 1,
 
 
 def _write_compressed(source, final: str, codec: Codec) -> None:
+    """Compress ``source`` into ``final``; on failure (disk full) remove the partial copy and name it."""
     partial = final + PARTIAL_SUFFIX
-    with open(partial, "wb") as raw:  # truncates what a crashed run left
-        with codec.open_write(raw) as compressed:
-            shutil.copyfileobj(source, compressed, COPY_CHUNK)
-        raw.flush()
-        os.fsync(raw.fileno())
+    try:
+        with open(partial, "wb") as raw:  # truncates what a crashed run left
+            with codec.open_write(raw) as compressed:
+                shutil.copyfileobj(source, compressed, COPY_CHUNK)
+            raw.flush()
+            os.fsync(raw.fileno())
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise OSError(e.errno, e.strerror, partial) from None
     os.rename(partial, final)
     _sync_directory(os.path.dirname(final))
 

@@ -7,6 +7,9 @@ A log goes through three names, each recognisable from its suffix alone:
     <buildid>.<date>.v<N>.log.<unique>.lzma            compressed: complete, read by jobs
 
 and, while the compressor works, ``<compressed name>.partial``, which nothing reads.
+Dimension values come from pings, so ``check_name_lengths`` refuses a path
+whose names the file system cannot hold, counting the suffixes a log gains
+later: a log that can be created can always be rotated and compressed.
 """
 
 from __future__ import annotations
@@ -15,12 +18,48 @@ import os
 import uuid
 from typing import Sequence
 
-from .codecs import Codec, codec_for_name
+from .codecs import CODECS, Codec, codec_for_name
 from .errors import LayoutError
 
 ACTIVE_SUFFIX = ".log"
 PENDING_SUFFIX = ".compressme"
 PARTIAL_SUFFIX = ".partial"
+_UNIQUE_LENGTH = len(uuid.uuid4().hex)
+LONGEST_ADDED_SUFFIX = 1 + _UNIQUE_LENGTH + max(len(PENDING_SUFFIX), *(len(c.suffix) + len(PARTIAL_SUFFIX)
+                                                                      for c in CODECS))
+"""What rotation and compression add to an active log's name at most (``.<unique>.lzma.partial``)."""
+DEFAULT_NAME_MAX = 255
+
+
+class NameTooLong(LayoutError):
+    """A dimension value makes a directory or file name longer than the file system allows."""
+
+
+def check_name_lengths(path: str, base_dir: str, name_max: int) -> None:
+    """NameTooLong unless every name below ``base_dir`` in ``path`` (an active log) fits in ``name_max`` bytes."""
+    *directories, file_name = os.path.relpath(path, base_dir).split(os.sep)
+    for name in directories:
+        if len(os.fsencode(name)) > name_max:
+            raise NameTooLong(f"directory name of {len(os.fsencode(name))} bytes, more than the "
+                              f"{name_max} the file system allows: {name[:40]}...")
+    if len(os.fsencode(file_name)) + LONGEST_ADDED_SUFFIX > name_max:
+        raise NameTooLong(f"log file name of {len(os.fsencode(file_name))} bytes, more than the "
+                          f"{name_max - LONGEST_ADDED_SUFFIX} the file system allows with the suffixes "
+                          f"rotation adds: {file_name[:40]}...")
+
+
+def name_max(directory: str) -> int:
+    """The longest file name (in bytes) allowed in ``directory``, or in its nearest existing parent."""
+    while True:
+        try:
+            return os.pathconf(directory, "PC_NAME_MAX")
+        except FileNotFoundError:
+            parent = os.path.dirname(os.path.abspath(directory))
+            if parent == directory:
+                return DEFAULT_NAME_MAX
+            directory = parent
+        except (OSError, ValueError):
+            return DEFAULT_NAME_MAX
 
 
 def log_path(base_dir: str, parts: Sequence[str], version: int) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from . import fastjson
-from .layout import is_file_at, log_path, pending_path
+from .layout import check_name_lengths, is_file_at, log_path, name_max, pending_path
 from .schema import Schema
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,16 @@ class LayoutWriter:
         self.stats = WriterStats()
         self._open: OrderedDict[str, int] = OrderedDict()
         self._touched: set[str] = set()
+        self._name_max = name_max(base_dir)
 
     def write(self, uuid: str, payload: str | Any, dimensions: Sequence[Any]) -> str:
         """Append one ``uuid<TAB>json`` line; returns the log path it went to.
 
         ``dimensions`` are raw values in schema order; the schema cleans them.
         A string payload is written as is (CR/LF become spaces); anything else
-        is dumped as minimal JSON.
+        is dumped as minimal JSON. Raises NameTooLong (nothing written) for a
+        value too long for a file name, and an OSError naming the log if the
+        write fails (the log is left as it was).
         """
         if not uuid or any(c in uuid for c in "\t\r\n"):
             raise ValueError(f"ping id {uuid!r} is empty or contains a tab or line break")
@@ -110,6 +113,14 @@ class LayoutWriter:
         return payload
 
     def _append(self, path: str, line: bytes) -> None:
+        try:
+            self._append_locked(path, line)
+        except OSError as e:
+            if e.filename is None:  # os.write and friends do not say which file
+                raise OSError(e.errno, e.strerror, path) from None
+            raise
+
+    def _append_locked(self, path: str, line: bytes) -> None:
         while True:
             fd = self._fd(path)
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -137,6 +148,7 @@ class LayoutWriter:
         if fd is not None:
             self._open.move_to_end(path)
             return fd
+        check_name_lengths(path, self.base_dir, self._name_max)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         try:
             fd = os.open(path, flags, 0o644)
@@ -183,11 +195,11 @@ def rotate_log(path: str) -> str | None:
 
 
 def _write_whole(fd: int, data: bytes, size_before: int) -> None:
-    """Write all of ``data`` or nothing: a failed write (disk full) is cut back off the log."""
+    """Write all of ``data`` or nothing: a failed or interrupted write (disk full, Ctrl-C) is cut back off."""
     view = memoryview(data)
     try:
         while view:
             view = view[os.write(fd, view):]
-    except OSError:
+    except BaseException:
         os.ftruncate(fd, size_before)
         raise

@@ -126,3 +126,26 @@ def test_mr_compress_reports_what_it_did(tmp_path, codec):
     result = subprocess.run([sys.executable, str(ROOT / "bin" / "mr"), "compress", "--storage", str(tmp_path),
                              "--codec", codec], capture_output=True, text=True, check=True)
     assert result.stdout.startswith("compressed 1 logs:")
+
+
+def test_a_failed_compression_names_the_file_and_keeps_the_pending_log(tmp_path):
+    """RLIMIT_FSIZE in a child process makes the compressed copy's writes fail (EFBIG) as a full disk would."""
+    pending, content = make_pending(tmp_path, count=200, pad=1000)
+    script = f"""
+import resource, signal, sys
+sys.path.insert(0, {str(ROOT)!r})
+from storage import compress_pending
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (10000, 10000))
+try:
+    compress_pending({str(tmp_path)!r}, "lzma")
+except OSError as e:
+    print(e.filename, e.strerror, sep="\\n")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    partial = pending[:-len(".compressme")] + ".lzma.partial"
+    assert result.stdout.splitlines() == [partial, "File too large"], result.stderr
+    assert not os.path.exists(partial)
+    assert find_pending(str(tmp_path)) == [pending]
+    with open(pending, "rb") as f:
+        assert f.read() == content

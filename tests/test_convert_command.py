@@ -39,9 +39,9 @@ def summary_counts(stdout: str) -> dict[str, int]:
 
 
 def convert(tmp_path, server, *inputs, extra=()):
-    template = f"http://127.0.0.1:{server.port}" + "/mozilla-central/raw-file/{rev}/toolkit/components/telemetry/Histograms.json"
     return run_mr("convert", *map(str, inputs), "--storage", str(tmp_path / "store"),
-                  "--histogram-cache", str(tmp_path / "cache"), "--revision-url", template, *extra)
+                  "--histogram-cache", str(tmp_path / "cache"), "--repository", f"http://127.0.0.1:{server.port}/",
+                  *extra)
 
 
 def test_record_logs_round_trip_into_storage(tmp_path, histogram_server, definitions):
@@ -92,8 +92,9 @@ def test_record_logs_round_trip_into_storage(tmp_path, histogram_server, definit
 
     rejected = (tmp_path / "rejected.log").read_text().splitlines()
     assert [line.split("\t")[:2] for line in rejected] == [["unknown-rev", "no usable revision"]]
-    assert (tmp_path / "cache" / "8d3810543edc" / "Histograms.json").exists()
-    assert "revision 0000dead:" in result.stdout
+    assert (tmp_path / "cache" / f"127.0.0.1_{histogram_server.port}" / "mozilla-central" / "8d3810543edc"
+            / "Histograms.json").exists()
+    assert f"revision 0000dead (http://127.0.0.1:{histogram_server.port}/mozilla-central): " in result.stdout
 
 
 def test_exports_need_a_submission_date(tmp_path, histogram_server, definitions):

@@ -128,3 +128,49 @@ def test_mr_histograms_of_a_bad_file_exits_2(tmp_path):
     bad.write_text("{")
     result = run_mr("histograms", str(bad))
     assert result.returncode == 2 and "not valid JSON" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("spec, reason", [
+    ({"kind": "enumerated", "n_values": "2**62"}, "4,611,686,018,427,387,905 buckets, more than the 10,000 allowed"),
+    ({"kind": "enumerated", "n_values": "2**64"}, "18,446,744,073,709,551,617 buckets, more than the 10,000 allowed"),
+    ({"kind": "linear", "low": 1, "high": 10**8, "n_buckets": 50_000_000}, "50,000,000 buckets, more than"),
+    ({"kind": "exponential", "high": "2**64 + 1", "n_buckets": 10}, "number out of range in '2**64 + 1'"),
+    ({"kind": "linear", "high": 10**30, "n_buckets": 10}, "number out of range in '1000000000000000000000000000000'"),
+])
+def test_hostile_sizes_make_a_definition_unusable_at_once(spec, reason):
+    loaded = kinds(H=spec, OK={"kind": "flag"})
+    assert set(loaded.usable) == {"OK"}
+    assert reason in loaded.unusable["H"]
+
+
+def test_the_largest_sizes_allowed_still_work():
+    loaded = kinds(E={"kind": "enumerated", "n_values": 9_999}, X={"kind": "exponential", "high": "2**64",
+                                                                     "n_buckets": 100})
+    assert loaded.usable["E"].bucket_count == 10_000
+    assert loaded.usable["X"].high == 2**64 and loaded.usable["X"].bucket_count == 100
+
+
+def test_a_file_with_too_many_definitions_or_buckets_is_refused():
+    with pytest.raises(DefinitionError, match="20,001 definitions, more than the 20,000 allowed"):
+        Definitions.from_json(json.dumps({f"H{i}": {"kind": "flag"} for i in range(20_001)}))
+    big = {"kind": "linear", "high": 10_000, "n_buckets": 10_000}
+    with pytest.raises(DefinitionError, match="more than the 1,000,000 buckets in all allowed"):
+        Definitions.from_json(json.dumps({f"H{i}": big for i in range(101)}))
+
+
+@pytest.mark.parametrize("text", ["2**2**2**30", "(2**64)**64", "((2**64)**64)**64", "2**64*2**64", "9" * 199,
+                                  "1 << 100000", "2**-1"])
+def test_expressions_that_would_take_time_or_memory_are_unresolved(text):
+    with pytest.raises(UnresolvedExpression, match="out of range|cannot resolve"):
+        evaluate(text)
+
+
+def test_mr_histograms_reports_hostile_definitions_in_one_line_each(tmp_path):
+    hostile = tmp_path / "Histograms.json"
+    hostile.write_text(json.dumps({"A": {"kind": "enumerated", "n_values": "2**64"},
+                                   "B": {"kind": "linear", "low": 1, "high": 10**8, "n_buckets": 50_000_000}}))
+    result = run_mr("histograms", str(hostile))
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["A"]["error"].endswith("buckets, more than the 10,000 allowed")
+    assert printed["B"]["error"] == "50,000,000 buckets, more than the 10,000 allowed"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 
 import pytest
 
 from converter import DamagedRecord, RecordLogReader, decode_payload, encode_record
+from converter.recordlog import PayloadTooLarge
 
 PATH = "{uuid}/saved-session/Firefox/22.0a1/nightly/20130226031002"
 
@@ -88,3 +90,42 @@ def test_undecodable_data_is_a_damaged_record(data, reason):
     with pytest.raises(DamagedRecord) as error:
         decode_payload(data)
     assert error.value.reason == reason
+
+
+def bomb(size: int) -> bytes:
+    """Valid JSON of ``size`` bytes, mostly spaces, gzipped to about a thousandth of that."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = b" " * (1 << 20)
+    parts = [compressor.compress(b'{"pad": "')]
+    parts += [compressor.compress(chunk) for _ in range(size >> 20)]
+    return b"".join(parts + [compressor.compress(b'"}'), compressor.flush()])
+
+
+def test_a_decompression_bomb_is_refused_without_inflating_it():
+    data = bomb(64 << 20)
+    assert len(data) < 100_000
+    with pytest.raises(PayloadTooLarge, match="payload larger than 20,971,520 bytes"):
+        decode_payload(data)
+    assert decode_payload(data, max_size=65 << 20)["pad"][:3] == "   "
+
+
+def test_the_limit_counts_every_gzip_member_and_plain_data_too():
+    two_members = gzip.compress(b'{"a": "' + b"x" * 600) + gzip.compress(b'"}')
+    assert decode_payload(two_members, max_size=1000) == {"a": "x" * 600}
+    with pytest.raises(PayloadTooLarge):
+        decode_payload(two_members, max_size=500)
+    with pytest.raises(PayloadTooLarge):
+        decode_payload(b'{"a": "' + b"x" * 600 + b'"}', max_size=500)
+
+
+def test_deep_nesting_is_bad_json_not_a_crash():
+    with pytest.raises(DamagedRecord) as error:
+        decode_payload(gzip.compress(b"[" * 100_000 + b"]" * 100_000))
+    assert error.value.reason == "bad JSON"
+
+
+@pytest.mark.parametrize("data", [gzip.compress(b"{}")[:-3], gzip.compress(b"{}") + b"trailing"])
+def test_a_cut_or_padded_gzip_member_is_bad_gzip(data):
+    with pytest.raises(DamagedRecord) as error:
+        decode_payload(data)
+    assert error.value.reason == "bad gzip"

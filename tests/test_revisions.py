@@ -14,7 +14,13 @@ from .conftest import REVISION
 
 def cache(server, tmp_path, **kwargs) -> RevisionCache:
     kwargs.setdefault("backoff", 0.01)
-    return RevisionCache(str(tmp_path / "cache"), **kwargs)
+    return RevisionCache(str(tmp_path / "cache"), repositories=(f"http://127.0.0.1:{server.port}/",), **kwargs)
+
+
+def failure(revisions: RevisionCache, rev: str) -> str:
+    """Why ``rev`` could not be had (failures are named by revision and repository)."""
+    [reason] = [why for name, why in revisions.failures.items() if name.split()[0] == rev]
+    return reason
 
 
 def test_fetches_once_then_serves_from_memory_and_disk(histogram_server, tmp_path):
@@ -24,7 +30,8 @@ def test_fetches_once_then_serves_from_memory_and_disk(histogram_server, tmp_pat
     assert len(definitions.usable) == 588
     assert histogram_server.requests == [
         f"/mozilla-central/raw-file/{REVISION}/toolkit/components/telemetry/Histograms.json"]
-    assert (tmp_path / "cache" / REVISION / "Histograms.json").read_bytes() == histogram_server.documents[REVISION]
+    kept = tmp_path / "cache" / f"127.0.0.1_{histogram_server.port}" / "mozilla-central" / REVISION / "Histograms.json"
+    assert kept.read_bytes() == histogram_server.documents[REVISION]
     assert revisions.resolve(url) is definitions
     assert len(cache(histogram_server, tmp_path).resolve(url).usable) == 588  # a new run reads the disk copy
     assert len(histogram_server.requests) == 1
@@ -43,22 +50,22 @@ def test_persistent_failures_are_reported_once_and_remembered(histogram_server, 
     assert revisions.resolve(histogram_server.revision_url()) is None
     assert revisions.resolve(histogram_server.revision_url()) is None
     assert len(histogram_server.requests) == 3
-    assert revisions.failures[REVISION].endswith("HTTP 500 (after 3 attempts)")
+    assert failure(revisions, REVISION).endswith("HTTP 500 (after 3 attempts)")
 
 
 def test_a_missing_revision_is_not_retried(histogram_server, tmp_path):
     revisions = cache(histogram_server, tmp_path)
     assert revisions.resolve(histogram_server.revision_url("0000beef")) is None
-    assert len(histogram_server.requests) == 1 and "HTTP 404" in revisions.failures["0000beef"]
+    assert len(histogram_server.requests) == 1 and "HTTP 404" in failure(revisions, "0000beef")
 
 
 def test_an_unreachable_server_is_a_reported_failure(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    revisions = RevisionCache(str(tmp_path), retries=1, backoff=0.01)
+    revisions = RevisionCache(str(tmp_path), repositories=(f"http://127.0.0.1:{port}/",), retries=1, backoff=0.01)
     assert revisions.resolve(f"http://127.0.0.1:{port}/repo/rev/abc") is None
-    assert "after 2 attempts" in revisions.failures["abc"]
+    assert "after 2 attempts" in failure(revisions, "abc")
 
 
 def test_hand_filled_cache_works_without_fetching(tmp_path):
@@ -67,7 +74,7 @@ def test_hand_filled_cache_works_without_fetching(tmp_path):
     revisions = RevisionCache(str(tmp_path), url_template=None)
     assert set(revisions.resolve("http://hg.mozilla.org/releases/mozilla-release/rev/a55c55edf302").usable) == {"H"}
     assert revisions.resolve("http://hg.mozilla.org/x/rev/bbbb") is None
-    assert revisions.failures == {"bbbb": "not in the cache and fetching is off"}
+    assert revisions.failures == {"bbbb (http://hg.mozilla.org/x)": "not in the cache and fetching is off"}
 
 
 def test_fallback_by_channel_and_build_id_then_version(histogram_server, tmp_path):

@@ -6,11 +6,16 @@ import json
 import logging
 import multiprocessing
 import os
+import subprocess
+import sys
 
 import pytest
 
 from storage import LayoutWriter, RecordReader, Schema, compress_pending, find_files, find_pending
 from storage.codecs import PLAIN
+from storage.layout import LONGEST_ADDED_SUFFIX, NameTooLong
+
+from .conftest import ROOT
 
 DIMS = [
     ["saved-session", "Firefox", "nightly", "24.0a1", "20130601030202", "20130602"],
@@ -128,3 +133,47 @@ def test_concurrent_writers_and_compressor_lose_and_tear_nothing(tmp_path):
     expected = {f"w{w}-{i}": payload_for(w, i) for w in range(workers) for i in range(count)}
     assert dict(records) == expected
     assert any(f.path.endswith(".lz4") for f in find_files(base))  # rotation and compression happened
+
+
+def test_a_value_too_long_for_a_file_name_is_refused_before_anything_is_written(tmp_path):
+    too_long = ["saved-session", "Firefox", "nightly", "2" * 300, "20130601030202", "20130602"]
+    with LayoutWriter(str(tmp_path), version=2) as writer:
+        with pytest.raises(NameTooLong, match="directory name of 300 bytes, more than the 255"):
+            writer.write("id-1", {"a": 1}, too_long)
+        assert writer.touched == set()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_log_name_that_would_not_survive_rotation_is_refused(tmp_path):
+    """A build id that fits in a name now, but not once rotation and compression add their suffixes."""
+    room = 255 - LONGEST_ADDED_SUFFIX - len(".20130602.v2.log")
+    with LayoutWriter(str(tmp_path), version=2) as writer:
+        with pytest.raises(NameTooLong, match="with the suffixes rotation adds"):
+            writer.write("id-1", {"a": 1}, DIMS[0][:4] + ["1" * (room + 1), "20130602"])
+        writer.write("id-2", {"a": 2}, DIMS[0][:4] + ["1" * room, "20130602"])  # the longest that fits
+        writer.rotate_all()
+    compress_pending(str(tmp_path), "lzma")
+    [stored] = find_files(str(tmp_path))
+    assert len(os.path.basename(stored.path)) + len(".partial") <= 255
+    assert [uuid for uuid, _ in stored.open()] == ["id-2"]
+
+
+def test_a_failed_write_names_the_log_and_leaves_it_as_it_was(tmp_path):
+    """RLIMIT_FSIZE in a child process makes the write fail (EFBIG) as a full disk would."""
+    script = f"""
+import resource, signal, sys
+sys.path.insert(0, {str(ROOT)!r})
+from storage import LayoutWriter
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+writer = LayoutWriter({str(tmp_path)!r}, version=2)
+writer.write("id-1", "x" * 100, {DIMS[0]!r})
+resource.setrlimit(resource.RLIMIT_FSIZE, (150, 150))
+try:
+    writer.write("id-2", "y" * 100, {DIMS[0]!r})
+except OSError as e:
+    print(e.filename, e.strerror, sep="\\n")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    log = tmp_path / "saved_session/Firefox/nightly/24.0a1/20130601030202.20130602.v2.log"
+    assert result.stdout.splitlines() == [str(log), "File too large"], result.stderr
+    assert lines_of(log) == ["id-1\t" + "x" * 100]

@@ -2,6 +2,9 @@
 
 A file's codec is chosen by its suffix and then checked against its first bytes,
 so a mislabelled file fails with a clear message instead of as garbage records.
+Every way a decompressor can fail on damaged input is listed per codec
+(``damage_errors``, found by fuzzing each codec with truncated, bit-flipped
+and random input), so readers can treat all of them as one kind of damage.
 """
 
 from __future__ import annotations
@@ -15,42 +18,53 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import lz4.frame
 
-from .errors import CodecError
-
 MAGIC_LENGTH = 6
 INPUT_BLOCK = 256 << 10
 """Compressed bytes handed to a decompressor at a time: large blocks keep per-call cost negligible."""
+SMALL_INPUT_BLOCK = 8 << 10
+"""The same when small pieces of output are wanted: the lz4 binding copies its pending input on every call."""
+SKIP_PIECE = 1 << 20
+"""Output decoded at a time while skipping to where a re-read should start."""
+LZMA_MEMORY_LIMIT = 128 << 20
+"""What an LZMA/xz decoder may allocate: twice what ``xz -9`` needs. The dictionary size comes from the
+file's header, so without a limit a hostile header could ask for 4 GiB."""
 
 
 @dataclass(frozen=True)
 class Codec:
     name: str
     suffix: str
-    open_read: Callable[[BinaryIO], BinaryIO]
     open_write: Callable[[BinaryIO], BinaryIO]
     looks_like: Callable[[bytes], bool]
     damage_errors: tuple[type[BaseException], ...]
     """Exceptions reading raises on truncated or corrupt data."""
     decompressor: Callable[[], Any] | None = None
     """A streaming decompressor (lzma/lz4 style: needs_input, eof, unused_data), if the codec has one."""
+    open_read: Callable[[BinaryIO], BinaryIO] | None = None
+    """For a codec without a streaming decompressor: a decompressing file object over the raw file."""
+
+    def chunks(self, raw: BinaryIO, size: int, skip: int = 0) -> Iterator[bytes]:
+        """Decompressed data from ``raw`` in pieces of at most ``size`` bytes, leaving out the first ``skip``.
+
+        An empty ``raw`` is empty data (as gzip has it), not a truncated stream.
+        """
+        if self.decompressor is not None:
+            yield from _decompress(raw, self.decompressor, size, skip)
+            return
+        with self._reading(raw) as stream:
+            while skip > 0 and (skipped := len(stream.read(min(skip, SKIP_PIECE)))):
+                skip -= skipped
+            yield from iter(lambda: stream.read(size), b"")
 
     @contextmanager
-    def reading(self, raw: BinaryIO) -> Iterator[BinaryIO]:
-        """A decompressing file object over ``raw``, closed afterwards (``raw`` itself is left open)."""
+    def _reading(self, raw: BinaryIO) -> Iterator[BinaryIO]:
+        """The decompressing file object over ``raw``, closed afterwards (``raw`` itself is left open)."""
         stream = self.open_read(raw)
         try:
             yield stream
         finally:
             if stream is not raw:
                 stream.close()
-
-    def chunks(self, raw: BinaryIO, size: int) -> Iterator[bytes]:
-        """Decompressed data from ``raw`` in pieces of at most ``size`` bytes."""
-        if self.decompressor is None:
-            with self.reading(raw) as stream:
-                yield from iter(lambda: stream.read(size), b"")
-        else:
-            yield from _decompress(raw, self.decompressor, size)
 
     def __reduce__(self):
         # Codecs travel to worker processes by name; their functions are not picklable.
@@ -80,23 +94,20 @@ _LZMA_ERRORS = (EOFError, lzma.LZMAError)
 
 LZMA = Codec(
     "lzma", ".lzma",
-    open_read=lambda f: lzma.LZMAFile(f, format=lzma.FORMAT_ALONE),
     open_write=lambda f: lzma.LZMAFile(f, "wb", format=lzma.FORMAT_ALONE, preset=0),
     looks_like=_looks_like_lzma_alone,
     damage_errors=_LZMA_ERRORS,
-    decompressor=lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE),
+    decompressor=lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE, memlimit=LZMA_MEMORY_LIMIT),
 )
 XZ = Codec(
     "xz", ".xz",
-    open_read=lambda f: lzma.LZMAFile(f, format=lzma.FORMAT_XZ),
     open_write=lambda f: lzma.LZMAFile(f, "wb", format=lzma.FORMAT_XZ, preset=0),
     looks_like=lambda head: head.startswith(_XZ_MAGIC),
     damage_errors=_LZMA_ERRORS,
-    decompressor=lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ),
+    decompressor=lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=LZMA_MEMORY_LIMIT),
 )
 LZ4 = Codec(
     "lz4", ".lz4",
-    open_read=lambda f: lz4.frame.LZ4FrameFile(f),
     # Block checksums catch corruption before a damaged block is decoded.
     open_write=lambda f: lz4.frame.LZ4FrameFile(f, "wb", block_checksum=True, content_checksum=True),
     looks_like=lambda head: head.startswith(_LZ4_MAGIC),
@@ -130,21 +141,26 @@ def codec_named(name: str) -> Codec:
     return next(c for c in CODECS if c.name == name)
 
 
-def _decompress(raw: BinaryIO, new_decompressor: Callable[[], Any], size: int) -> Iterator[bytes]:
+def _decompress(raw: BinaryIO, new_decompressor: Callable[[], Any], size: int, skip: int) -> Iterator[bytes]:
     """Drive a streaming decompressor over ``raw``; concatenated streams/frames are read in turn."""
+    block = INPUT_BLOCK if size >= INPUT_BLOCK else SMALL_INPUT_BLOCK
+    data = raw.read(INPUT_BLOCK if skip else block)
+    if not data:
+        return
     decompressor = new_decompressor()
-    data = raw.read(INPUT_BLOCK)
     while True:
-        chunk = decompressor.decompress(data, size)
-        if chunk:
+        chunk = decompressor.decompress(data, min(skip, SKIP_PIECE) if skip else size)
+        if skip:
+            skip -= len(chunk)
+        elif chunk:
             yield chunk
         if decompressor.eof:
-            data = decompressor.unused_data or raw.read(INPUT_BLOCK)
+            data = decompressor.unused_data or raw.read(INPUT_BLOCK if skip else block)
             if not data:
                 return
             decompressor = new_decompressor()
         elif decompressor.needs_input:
-            data = raw.read(INPUT_BLOCK)
+            data = raw.read(INPUT_BLOCK if skip else block)
             if not data:
                 raise EOFError("compressed data ends before the end-of-stream marker")
         else:
@@ -157,11 +173,13 @@ def codec_for_name(file_name: str) -> Codec | None:
     return _BY_SUFFIX.get(file_name[dot:]) if dot >= 0 else None
 
 
-def check_magic(path: str, codec: Codec, head: bytes) -> None:
-    """Raise CodecError if the first bytes of ``path`` contradict its suffix."""
+def mislabelling(codec: Codec, head: bytes) -> str | None:
+    """What is wrong if a file's first bytes contradict the codec its suffix names, else None."""
     if not head or codec.looks_like(head):
-        return
-    actual = next((c.name for c in CODECS if c is not PLAIN and c is not LZMA and c.looks_like(head)),
-                  "lzma" if codec is PLAIN else "unknown data")
-    raise CodecError(f"{path}: the name says {codec.name} ({codec.suffix}) but the content looks like "
-                     f"{actual}; rename the file to the right suffix")
+        return None
+    actual = next((c for c in CODECS if c is not PLAIN and c is not LZMA and c.looks_like(head)),
+                  LZMA if codec is PLAIN else None)
+    if actual is None:
+        return f"the name says {codec.name} ({codec.suffix}) but the content is not {codec.name} data"
+    return (f"the name says {codec.name} ({codec.suffix}) but the content looks like {actual.name}; "
+            f"rename the file to end in {actual.suffix}")

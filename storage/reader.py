@@ -1,11 +1,15 @@
 """Stream ``(uuid, json_text)`` records out of one stored file, whatever its codec.
 
-Decompression goes through the codec's own file object in large chunks and lines
-are split here, which keeps reading within a few percent of the bare codec
-(see bench/storage_bench.py). Memory stays bounded by the chunk size plus the
-longest line. Malformed lines are counted and the first few logged with their
-file and line number; a damaged file raises CorruptFileError after every record
-before the damage has been delivered.
+Decompression goes through the codec in large chunks and lines are split here,
+which keeps reading within a few percent of the bare codec (see
+bench/storage_bench.py). Memory stays bounded by the chunk size plus the longest
+line, and a line may be at most ``max_line_bytes`` long: a longer one (a
+decompression bomb without a newline, say) is skipped as a malformed line
+without ever being held whole. Malformed lines are counted and the first few
+logged with their file and line number. A damaged file, or one whose content is
+not what its name says, raises CorruptFileError after every record before the
+damage has been delivered: whatever the codec's failure, it is reported the
+same way, so callers handle one exception.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import logging
 import os
 from typing import BinaryIO, Iterator, Sequence
 
-from .codecs import MAGIC_LENGTH, Codec, check_magic, codec_for_name
+from .codecs import MAGIC_LENGTH, Codec, codec_for_name, mislabelling
 from .errors import CodecError, CorruptFileError
 
 log = logging.getLogger(__name__)
@@ -23,6 +27,8 @@ CHUNK_SIZE = 1 << 20
 SALVAGE_STEP = 256
 REPORTED_BAD_LINES = 5
 """Malformed lines logged per file; the rest are only counted."""
+MAX_LINE_BYTES = 64 << 20
+"""The longest line read (uuid, tab, JSON): a real ping is well under 1 MB."""
 
 Record = tuple[str, str]
 
@@ -31,16 +37,20 @@ class RecordReader:
     """One stored file's records, with counters for progress and reports.
 
     Iterate once. ``dimensions`` are the file's path parts, when the caller
-    knows them (see ``dimensions_from_path`` and ``find_files``). After (or during) iteration: ``records``, ``bad_lines``,
-    ``lines``, ``uncompressed_bytes`` and ``compressed_bytes``.
+    knows them (see ``dimensions_from_path`` and ``find_files``). A line longer
+    than ``max_line_bytes`` (without its newline) is a malformed line. After
+    (or during) iteration: ``records``, ``bad_lines``, ``lines``,
+    ``uncompressed_bytes`` and ``compressed_bytes``.
     """
 
-    def __init__(self, path: str, dimensions: Sequence[str] | None = None, *, codec: Codec | None = None):
+    def __init__(self, path: str, dimensions: Sequence[str] | None = None, *, codec: Codec | None = None,
+                 max_line_bytes: int = MAX_LINE_BYTES):
         self.path = path
         self.codec = codec or codec_for_name(os.path.basename(path))
         if self.codec is None:
             raise CodecError(f"{path}: not a record file (expected a .log, .lzma, .xz, .lz4 or .gz suffix)")
         self.dimensions = list(dimensions) if dimensions is not None else None
+        self.max_line_bytes = max_line_bytes
         self.records = 0
         self.bad_lines = 0
         self.lines = 0
@@ -55,7 +65,9 @@ class RecordReader:
 
     def __iter__(self) -> Iterator[Record]:
         with open(self.path, "rb") as raw:
-            check_magic(self.path, self.codec, raw.read(MAGIC_LENGTH))
+            problem = mislabelling(self.codec, raw.read(MAGIC_LENGTH))
+            if problem:
+                raise CorruptFileError(self.path, 0, problem)
             raw.seek(0)
             self._raw = raw
             try:
@@ -65,8 +77,9 @@ class RecordReader:
                 self._raw = None
 
     def _chunks(self, raw: BinaryIO) -> Iterator[bytes]:
+        # A line inside one chunk is shorter than the chunk: only lines that span chunks need measuring.
         try:
-            for chunk in self.codec.chunks(raw, CHUNK_SIZE):
+            for chunk in self.codec.chunks(raw, min(CHUNK_SIZE, self.max_line_bytes)):
                 self.uncompressed_bytes += len(chunk)
                 yield chunk
         except self.codec.damage_errors as e:
@@ -80,10 +93,9 @@ class RecordReader:
         steps. Only damaged files pay for this; the partial line just before
         the damage is dropped with the rest.
         """
-        with open(self.path, "rb") as raw, self.codec.reading(raw) as stream:
+        with open(self.path, "rb") as raw:
             try:
-                _skip(stream, self.uncompressed_bytes)
-                while piece := stream.read(SALVAGE_STEP):
+                for piece in self.codec.chunks(raw, SALVAGE_STEP, skip=self.uncompressed_bytes):
                     self.uncompressed_bytes += len(piece)
                     yield piece
             except self.codec.damage_errors:
@@ -92,25 +104,33 @@ class RecordReader:
 
     def _records(self, chunks: Iterator[bytes]) -> Iterator[Record]:
         """Cut chunks into records, decoding each field straight out of the chunk (one copy)."""
-        partial: list[bytes] = []  # the start of a line that continues in the next chunk
+        partial = _PartialLine(self.max_line_bytes)  # the start of a line that continues in the next chunk
         for chunk in chunks:
             last = chunk.rfind(b"\n")
             if last < 0:
-                partial.append(chunk)
+                partial.add(chunk)
                 continue
             start = 0
             if partial:
                 first = chunk.find(b"\n") + 1
-                joined = b"".join(partial) + chunk[:first]
-                yield from self._parse(joined, 0, len(joined))
+                yield from self._finish(partial, chunk[:first])
                 start = first
             yield from self._parse(chunk, start, last + 1)
-            partial = [chunk[last + 1:]] if last + 1 < len(chunk) else []
+            partial.add(chunk[last + 1:])
         if partial:  # a last line without a newline
-            tail = b"".join(partial) + b"\n"
-            yield from self._parse(tail, 0, len(tail))
+            yield from self._finish(partial, b"\n")
         if self.bad_lines > REPORTED_BAD_LINES:
             log.warning("%s: %d malformed lines in all, skipped", self.path, self.bad_lines)
+
+    def _finish(self, partial: "_PartialLine", end: bytes) -> Iterator[Record]:
+        """The record of a line that spans chunks, ``end`` being its last piece (up to the newline)."""
+        if partial.dropped or partial.size + len(end) - 1 > self.max_line_bytes:
+            self.lines += 1
+            self._bad_line(f"longer than {self.max_line_bytes:,} bytes")
+        else:
+            line = partial.joined(end)
+            yield from self._parse(line, 0, len(line))
+        partial.clear()
 
     def _parse(self, data: bytes, position: int, stop: int) -> Iterator[Record]:
         """The records of ``data[position:stop]``, whole lines each ending in a newline."""
@@ -138,12 +158,33 @@ class RecordReader:
             log.warning("%s:%d: malformed line (%s), expected uuid<TAB>json; skipped",
                         self.path, self.lines, reason)
 
-def _skip(stream: BinaryIO, count: int) -> None:
-    while count > 0:
-        skipped = len(stream.read(min(count, CHUNK_SIZE)))
-        if not skipped:
+
+class _PartialLine:
+    """The pieces of a line read so far, up to ``limit`` bytes; past that, only the fact that it was too long."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.pieces: list[bytes] = []
+        self.size = 0
+        self.dropped = False
+
+    def __bool__(self) -> bool:
+        return self.size > 0 or self.dropped
+
+    def add(self, piece: bytes) -> None:
+        if not piece or self.dropped:
             return
-        count -= skipped
+        self.size += len(piece)
+        if self.size > self.limit:
+            self.pieces, self.dropped = [], True
+        else:
+            self.pieces.append(piece)
+
+    def joined(self, end: bytes) -> bytes:
+        return b"".join(self.pieces) + end
+
+    def clear(self) -> None:
+        self.pieces, self.size, self.dropped = [], 0, False
 
 
 def read_records(path: str) -> Iterator[Record]:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import lzma
 import os
+import random
 import subprocess
 import tracemalloc
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from storage import CodecError, CorruptFileError, RecordReader, dimensions_from_path, read_records
 from storage.codecs import CODECS, GZIP, LZ4, LZMA, PLAIN, XZ
@@ -147,19 +152,70 @@ def test_corrupt_bytes_raise_an_error_naming_the_file(tmp_path, codec):
         assert delivered == many[: len(delivered)]
 
 
-def test_empty_compressed_file_is_damaged(tmp_path):
-    path = tmp_path / "1.2.v1.log.x.lzma"
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
+def test_an_empty_file_of_any_codec_reads_as_empty(tmp_path, codec):
+    path = tmp_path / name_for(codec)
     path.write_bytes(b"")
-    with pytest.raises(CorruptFileError, match="damaged after 0 records"):
-        list(read_records(str(path)))
+    reader = RecordReader(str(path))
+    assert list(reader) == [] and reader.records == reader.bad_lines == 0
 
 
-@pytest.mark.parametrize("real, named", [(LZ4, ".lzma"), (LZMA, ".log"), (GZIP, ".xz"), (XZ, ".gz")],
-                         ids=["lz4-as-lzma", "lzma-as-log", "gzip-as-xz", "xz-as-gz"])
-def test_a_mislabelled_file_is_refused_with_advice(tmp_path, real, named):
+@pytest.mark.parametrize("real, named", [(LZ4, ".lzma"), (LZMA, ".log"), (GZIP, ".xz"), (XZ, ".gz"), (LZ4, ".gz"),
+                                         (GZIP, ".lz4")],
+                         ids=["lz4-as-lzma", "lzma-as-log", "gzip-as-xz", "xz-as-gz", "lz4-as-gz", "gzip-as-lz4"])
+def test_a_mislabelled_file_is_damage_that_names_the_right_suffix(tmp_path, real, named):
     path = write_file(tmp_path / f"1.2.v1.log.x{named}", real, encoded(RECORDS))
-    with pytest.raises(CodecError, match=f"content looks like {real.name}; rename"):
+    with pytest.raises(CorruptFileError, match=f"content looks like {real.name}; rename the file to end in "
+                                               f"\\{real.suffix}") as error:
         list(read_records(path))
+    assert error.value.path == path and error.value.records_read == 0
+
+
+@pytest.mark.parametrize("codec", [LZMA, XZ, LZ4, GZIP], ids=lambda c: c.name)
+@pytest.mark.parametrize("first", [0x00, 0x5D, 0xFF], ids=["00", "5d", "ff"])
+def test_random_bytes_under_a_codec_name_are_damage_not_a_crash(tmp_path, codec, first):
+    path = tmp_path / name_for(codec)
+    path.write_bytes(bytes([first]) + random.Random(first).randbytes(5000))
+    with pytest.raises(CorruptFileError) as error:
+        list(read_records(str(path)))
+    assert error.value.path == str(path) and error.value.records_read == 0
+
+
+def compressed(codec, data: bytes) -> bytes:
+    out = io.BytesIO()
+    with codec.open_write(out) as writer:
+        writer.write(data)
+    return out.getvalue()
+
+
+VALID = {codec.name: compressed(codec, encoded(RECORDS[:40])) for codec in (LZMA, XZ, LZ4, GZIP)}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(codec=st.sampled_from([LZMA, XZ, LZ4, GZIP]), base=st.sampled_from(sorted(VALID)),
+       cut=st.integers(0, 4000), flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(1, 255)), max_size=4),
+       tail=st.binary(max_size=64))
+def test_whatever_the_bytes_reading_delivers_records_or_raises_corrupt_file_error(tmp_path, codec, base, cut, flips,
+                                                                                tail):
+    data = bytearray(VALID[base][:cut])
+    for at, mask in flips:
+        if at < len(data):
+            data[at] ^= mask
+    path = tmp_path / name_for(codec)
+    path.write_bytes(bytes(data) + tail)
+    delivered = []
+    try:
+        delivered.extend(read_records(str(path)))
+    except CorruptFileError as e:
+        assert e.path == str(path) and e.records_read == len(delivered)
+
+
+def test_a_hostile_lzma_header_cannot_make_the_decoder_allocate_gigabytes(tmp_path):
+    header = bytes([0x5D]) + (0xFFFF_FFFF).to_bytes(4, "little") + (2**64 - 1).to_bytes(8, "little")
+    path = tmp_path / name_for(LZMA)
+    path.write_bytes(header + lzma.compress(encoded(RECORDS), format=lzma.FORMAT_ALONE)[13:])
+    with pytest.raises(CorruptFileError, match="Memory usage limit"):
+        list(read_records(str(path)))
 
 
 def test_a_name_without_a_record_suffix_is_refused(tmp_path):
@@ -181,3 +237,35 @@ def test_memory_stays_bounded_on_a_large_file(tmp_path):
         tracemalloc.stop()
     assert count == 25_000
     assert peak < 8_000_000
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20], ids=["tiny-chunks", "default-chunks"])
+def test_a_line_longer_than_the_limit_is_a_bad_line_and_the_rest_is_read(tmp_path, monkeypatch, chunk, caplog):
+    monkeypatch.setattr("storage.reader.CHUNK_SIZE", chunk)
+    at_limit, over = "a\t" + "x" * 18, "b\t" + "y" * 19  # 20 and 21 bytes
+    path = write_file(tmp_path / "1.2.v1.log", PLAIN, f"{at_limit}\n{over}\nc\t{{}}\n{over}".encode())
+    with caplog.at_level(logging.WARNING):
+        reader = RecordReader(path, max_line_bytes=20)
+        assert list(reader) == [("a", "x" * 18), ("c", "{}")]
+    assert reader.bad_lines == 2 and reader.lines == 4
+    assert f"{path}:2: malformed line (longer than 20 bytes)" in caplog.text
+    assert f"{path}:4: malformed line (longer than 20 bytes)" in caplog.text
+
+
+def test_a_decompression_bomb_line_is_never_held_whole(tmp_path):
+    path = tmp_path / "1.2.v1.log.x.lz4"
+    with open(path, "wb") as raw, LZ4.open_write(raw) as out:
+        out.write(b"a\t{}\nbomb\t")
+        for _ in range(200):  # 200 MB without a newline, 1 MB on disk
+            out.write(b"x" * (1 << 20))
+        out.write(b"\nb\t{}\n")
+    assert os.path.getsize(path) < 2 << 20
+    tracemalloc.start()
+    try:
+        reader = RecordReader(str(path), max_line_bytes=4 << 20)
+        records = list(reader)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert records == [("a", "{}"), ("b", "{}")] and reader.bad_lines == 1
+    assert peak < 12 << 20  # the limit and a chunk or two, not the 200 MB line

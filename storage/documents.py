@@ -7,12 +7,15 @@ from typing import Any
 
 
 def read_text(path: str, error: type[Exception]) -> str:
-    """The file's text; ``error`` naming the file if it cannot be read."""
+    """The file's text; ``error`` naming the file if it cannot be read or is not UTF-8."""
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
     except OSError as e:
-        raise error(f"{path}: cannot read: {e.strerror}") from None
+        raise error(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}); "
+                    "save it as UTF-8") from None
 
 
 def parse_json(text: str, source: str, error: type[Exception]) -> Any:
@@ -21,3 +24,5 @@ def parse_json(text: str, source: str, error: type[Exception]) -> Any:
         return json.loads(text)
     except ValueError as e:
         raise error(f"{source}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise error(f"{source}: JSON nested too deeply to read (a thousand levels or more)") from None

@@ -139,7 +139,7 @@ class Schema:
                               "{\"field_name\": ..., \"allowed_values\": ...})")
         version = document.get("version", 1)
         if not isinstance(version, int) or isinstance(version, bool):
-            raise SchemaError(f"{source}: \"version\" must be an integer, got {version!r}")
+            raise SchemaError(f"{source}: \"version\" must be an integer, got {_shown(version)}")
         dimensions = [_parse_dimension(entry, i, source) for i, entry in enumerate(entries)]
         return cls(dimensions, version, source)
 
@@ -151,8 +151,29 @@ class Schema:
 
     @classmethod
     def selecting(cls, selection: "Schema | None") -> "Schema":
-        """``selection``, or (None) a filter that keeps every file of the built-in schema."""
-        return selection or cls.default().unfiltered()
+        """``selection``, checked against the built-in layout, or (None) a filter that keeps every file of it."""
+        layout = cls.default()
+        if selection is None:
+            return layout.unfiltered()
+        layout.check_filter(selection)
+        return selection
+
+    def check_filter(self, selection: "Schema") -> None:
+        """SchemaError unless ``selection`` names this layout's dimensions in order.
+
+        A filter is matched against path levels by position, so one with a
+        dimension missing, extra or out of place would select the wrong files,
+        or none, without a word.
+        """
+        expected, names = self.field_names, selection.field_names
+        layout = f"a filter lists the storage layout's {len(expected)} dimensions in order: {', '.join(expected)}"
+        if len(names) != len(expected):
+            raise SchemaError(f"{selection.source}: {len(names)} dimensions ({', '.join(names)}); {layout}")
+        for index, (name, wanted) in enumerate(zip(names, expected)):
+            if name != wanted:
+                known = f"it is dimension {expected.index(name)}" if name in expected else "no such dimension"
+                raise SchemaError(f"{selection.source}: dimension {index} is {name!r} ({known}) where the layout "
+                                  f"has {wanted!r}; {layout}")
 
     def unfiltered(self) -> "Schema":
         """The same dimensions with every value allowed (``OTHER`` included): a filter that keeps all."""
@@ -215,7 +236,7 @@ def _parse_dimension(entry: Any, index: int, source: str) -> Dimension:
         raise SchemaError(f"{where}: must be an object with \"field_name\" and \"allowed_values\"")
     name = entry.get("field_name")
     if not isinstance(name, str) or not name:
-        raise SchemaError(f"{where}: \"field_name\" must be a non-empty string, got {name!r}")
+        raise SchemaError(f"{where}: \"field_name\" must be a non-empty string, got {_shown(name)}")
     where = f"{source}: dimension {index} ({name!r})"
     if "allowed_values" not in entry:
         raise SchemaError(f"{where}: missing \"allowed_values\" (use \"*\" to allow anything)")
@@ -236,8 +257,20 @@ def _parse_allowed(spec: Any, where: str) -> AllowedValues:
         bounds = [spec.get("min"), spec.get("max")]
         if unknown or not all(b is None or isinstance(b, str) for b in bounds):
             raise SchemaError(f"{where}: a range is {{\"min\": \"...\", \"max\": \"...\"}} with string "
-                              f"bounds, got {json.dumps(spec)}")
+                              f"bounds, got {_shown(spec)}")
         low, high = (None if b is None else safe_filename(b) for b in bounds)
+        if low is not None and high is not None and low > high:
+            raise SchemaError(f"{where}: the range's min {low!r} is after its max {high!r}, so it allows "
+                              "nothing; swap them")
         return ValueRange(low, high)
     raise SchemaError(f"{where}: \"allowed_values\" must be \"*\", a string, a list of strings "
-                      f"or {{\"min\": ..., \"max\": ...}}, got {json.dumps(spec)}")
+                      f"or {{\"min\": ..., \"max\": ...}}, got {_shown(spec)}")
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``value`` as JSON in a message, cut short: a bad document may be huge or nested deep."""
+    try:
+        text = json.dumps(value)
+    except (RecursionError, TypeError, ValueError):
+        text = type(value).__name__
+    return text if len(text) <= limit else f"{text[:limit]}..."

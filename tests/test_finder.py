@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
-from storage import OTHER, Schema, StorageError, compress_pending, find_files
+from storage import OTHER, Schema, SchemaError, StorageError, compress_pending, find_files
 from storage import finder
 
-from .conftest import REAL_DIMENSIONS, REAL_PING, REAL_STORE
+from .conftest import REAL_DIMENSIONS, REAL_PING, REAL_STORE, SHIPPED, run_mr
 
 
 def selection(**allowed) -> Schema:
@@ -90,3 +91,45 @@ def test_stray_files_at_directory_levels_are_ignored(store):
 def test_missing_data_directory_is_a_clear_error(tmp_path):
     with pytest.raises(StorageError, match="nowhere: data directory does not exist"):
         find_files(str(tmp_path / "nowhere"))
+
+
+def test_find_files_refuses_a_filter_whose_dimensions_are_not_the_layouts(store):
+    names = Schema.default().field_names
+    swapped = Schema.from_document({"dimensions": [
+        {"field_name": n, "allowed_values": "*"} for n in names[:2] + [names[3], names[2]] + names[4:]]},
+        source="swapped.json")
+    with pytest.raises(SchemaError, match="swapped.json: dimension 2 is 'appVersion' \\(it is dimension 3\\)"):
+        find_files(str(store), swapped)
+
+
+BAD_FILTERS = {
+    "nested-100000-deep": ('{"dimensions": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                           "JSON nested too deeply to read"),
+    "channel-and-version-swapped": (json.dumps({"dimensions": [
+        {"field_name": n, "allowed_values": "*"} for n in
+        ("reason", "appName", "appVersion", "appUpdateChannel", "appBuildID", "submission_date")]}),
+        "dimension 2 is 'appVersion' (it is dimension 3) where the layout has 'appUpdateChannel'"),
+    "no-build-id": (json.dumps({"dimensions": [
+        {"field_name": n, "allowed_values": "*"} for n in
+        ("reason", "appName", "appUpdateChannel", "appVersion", "submission_date")]}),
+        "5 dimensions (reason, appName, appUpdateChannel, appVersion, submission_date); a filter lists the "
+        "storage layout's 6 dimensions in order"),
+    "min-after-max": (json.dumps({"dimensions": [
+        {"field_name": n, "allowed_values": {"min": "20131013", "max": "20131007"} if n == "submission_date" else "*"}
+        for n in Schema.default().field_names]}),
+        "dimension 5 ('submission_date'): the range's min '20131013' is after its max '20131007'"),
+}
+
+
+@pytest.mark.parametrize("command", ["ls", "run"])
+@pytest.mark.parametrize("kind", sorted(BAD_FILTERS))
+def test_a_bad_filter_is_one_error_and_exit_2_before_any_work(store, tmp_path, command, kind):
+    text, message = BAD_FILTERS[kind]
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    job = [str(SHIPPED / "count.py"), "-o", str(tmp_path / "out.txt")] if command == "run" else []
+    result = run_mr(command, *job, "-d", str(store), "-f", str(bad))
+    assert result.returncode == 2, result.stderr
+    assert f"{bad}: {message}" in result.stderr
+    assert "Traceback" not in result.stderr and "selects no files" not in result.stderr
+    assert not (tmp_path / "out.txt").exists()

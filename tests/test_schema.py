@@ -126,7 +126,13 @@ def test_matches_checks_every_level():
     ('{"dimensions": [{"field_name": "a", "allowed_values": {"from": "1"}}, {"field_name": "b", "allowed_values": "*"}]}',
      "dimension 0 ('a'): a range is"),
     ('{"dimensions": [{"field_name": "a", "allowed_values": "*"}]}', "at least two dimensions"),
-])
+    ('{"dimensions": [{"field_name": "a", "allowed_values": {"min": "20131013", "max": "20131007"}}, '
+     '{"field_name": "b", "allowed_values": "*"}]}',
+     "dimension 0 ('a'): the range's min '20131013' is after its max '20131007', so it allows nothing; swap them"),
+    ('{"dimensions": ' + "[" * 100_000 + "]" * 100_000 + "}", "JSON nested too deeply to read"),
+    ('{"dimensions": [{"field_name": "a", "allowed_values": ' + "[" * 100_000 + "]" * 100_000 + '}]}',
+     "JSON nested too deeply to read"),
+], ids=lambda value: value if len(value) < 40 else value[:20] + "...")
 def test_invalid_documents_name_the_file_and_the_problem(tmp_path, text, message):
     path = tmp_path / "filter.json"
     path.write_text(text)
@@ -136,9 +142,75 @@ def test_invalid_documents_name_the_file_and_the_problem(tmp_path, text, message
     assert message in str(error.value)
 
 
+def deepest_json_here() -> int:
+    """How deeply nested a list json.loads still reads at this depth of the stack."""
+    low, high = 1, 100_000
+    while low < high:
+        middle = (low + high + 1) // 2
+        try:
+            json.loads("[" * middle + "]" * middle)
+            low = middle
+        except RecursionError:
+            high = middle - 1
+    return low
+
+
+@pytest.mark.parametrize("template, message", [
+    ('{"version": VALUE, "dimensions": []}', '"version" must be an integer, got [[[['),
+    ('{"dimensions": [{"field_name": VALUE, "allowed_values": "*"}]}', '"field_name" must be a non-empty string'),
+    ('{"dimensions": [{"field_name": "a", "allowed_values": {"min": VALUE}}]}', "a range is"),
+])
+def test_a_bad_value_nested_almost_too_deep_is_shown_short(tmp_path, template, message):
+    depth = deepest_json_here() - 10
+    path = tmp_path / "filter.json"
+    path.write_text(template.replace("VALUE", "[" * depth + "]" * depth))
+    with pytest.raises(SchemaError) as error:
+        Schema.load(str(path))
+    assert message in str(error.value) and len(str(error.value)) < len(str(path)) + 200
+
+
 def test_unreadable_schema_file_names_the_file(tmp_path):
     with pytest.raises(SchemaError, match="missing.json: cannot read"):
         Schema.load(str(tmp_path / "missing.json"))
+
+
+def test_a_schema_file_that_is_not_utf8_names_the_file_and_the_byte(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes('{"dimensions": ["é"]}'.encode("latin-1"))
+    with pytest.raises(SchemaError, match=f"{path}: not UTF-8 text \\(byte 17 is 0xe9\\)"):
+        Schema.load(str(path))
+
+
+def a_filter(*names: str) -> Schema:
+    return Schema.from_document({"dimensions": [{"field_name": n, "allowed_values": "*"} for n in names]},
+                                source="nightly.json")
+
+
+LAYOUT = "a filter lists the storage layout's 6 dimensions in order: reason, appName, appUpdateChannel, " \
+         "appVersion, appBuildID, submission_date"
+
+
+@pytest.mark.parametrize("names, message", [
+    (["reason", "appName", "appVersion", "appUpdateChannel", "appBuildID", "submission_date"],
+     f"nightly.json: dimension 2 is 'appVersion' (it is dimension 3) where the layout has 'appUpdateChannel'; "
+     f"{LAYOUT}"),
+    (["reason", "appName", "channel", "appVersion", "appBuildID", "submission_date"],
+     f"nightly.json: dimension 2 is 'channel' (no such dimension) where the layout has 'appUpdateChannel'; {LAYOUT}"),
+    (["reason", "appName", "appUpdateChannel", "appVersion", "submission_date"],
+     f"nightly.json: 5 dimensions (reason, appName, appUpdateChannel, appVersion, submission_date); {LAYOUT}"),
+    (["reason", "appName", "appUpdateChannel", "appVersion", "appBuildID", "submission_date", "OS"],
+     "nightly.json: 7 dimensions (reason, appName, appUpdateChannel, appVersion, appBuildID, submission_date, OS)"),
+], ids=["out-of-order", "unknown-name", "one-missing", "one-extra"])
+def test_a_filter_must_name_the_layouts_dimensions_in_order(names, message):
+    with pytest.raises(SchemaError) as error:
+        Schema.selecting(a_filter(*names))
+    assert str(error.value).startswith(message)
+
+
+def test_a_filter_naming_the_layouts_dimensions_is_used_as_it_is():
+    nightly = a_filter(*Schema.default().field_names)
+    assert Schema.selecting(nightly) is nightly
+    assert Schema.selecting(None).matches([OTHER] * 6)
 
 
 def test_a_loaded_filter_round_trips_through_json(tmp_path):

@@ -4,6 +4,9 @@ Every source yields ``StoredFile``s; a file with the same layout path in the
 data directory and in the bucket is read once (the local copy wins, so nothing
 is downloaded for it). With --local-only the bucket is not contacted: the
 cache's manifests tell whether it can hold everything the filter selects.
+An object whose key cannot be a file in the cache (too long for the file
+system) stays in the plan under its ``s3://`` name and fails as its download
+would: the job fails naming it, or leaves it out with --allow-partial.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import os
 from dataclasses import dataclass
 
 from storage import Schema, StoredFile, find_files
-from storage.cache import Cache
+from storage.cache import Cache, UncacheableKey
 from storage.commands import format_bytes
 from storage.remote import list_layout
 from storage.s3 import S3Settings, check_bucket, make_client
+from storage.s3names import bucket_problem, prefix_problem
 
 from .errors import JobLoadError
 from .fetch import Fetcher
@@ -33,9 +37,21 @@ class S3Source:
     settings: S3Settings
     download_threads: int = 8
 
+    def __post_init__(self) -> None:
+        """Refuse, before any request, a bucket or prefix that cannot work, and a prefix the cache cannot hold."""
+        if bucket_problem(self.bucket):
+            raise JobLoadError(f"--bucket: {bucket_problem(self.bucket)}")
+        if prefix_problem(self.prefix):
+            raise JobLoadError(f"--prefix: {prefix_problem(self.prefix)}")
+        try:
+            self.cache.layout_root(self.prefix)
+        except UncacheableKey as e:
+            raise JobLoadError(f"--prefix {self.prefix!r}: {e}") from None
+
 
 def s3_inputs(source: S3Source, selection: Schema | None, data_dir: str | None) -> Inputs:
     """List the bucket under the filter, record the listing, and plan downloads of what is not cached."""
+    selection = Schema.selecting(selection)  # a bad filter is refused before S3 is asked anything
     files = _local(data_dir, selection)
     client = make_client(source.settings)
     check_bucket(client, source.bucket)
@@ -47,7 +63,10 @@ def s3_inputs(source: S3Source, selection: Schema | None, data_dir: str | None) 
         if obj.relative in files:
             local += 1
             continue
-        path = source.cache.path_for(obj.key)
+        try:
+            path = source.cache.path_for(obj.key)
+        except UncacheableKey:
+            path = f"s3://{source.bucket}/{obj.key}"  # its download fails, naming the key and why
         files[obj.relative] = StoredFile(path, obj.dimensions, obj.size)
         if source.cache.holds(obj):
             cached += 1

@@ -1,7 +1,10 @@
 """The local cache of a bucket: files that are whole or absent, and manifests of what each listing found.
 
 A cached object lives at ``<root>/<its key>``, so ``<root>/<prefix>`` is a
-storage layout that any local command reads. A download goes to a hidden
+storage layout that any local command reads. A key that is not a clean
+relative path (an empty, ``.`` or ``..`` part) or that is too long for the
+local file system cannot be cached: it is refused by name, never written
+elsewhere or shortened. A download goes to a hidden
 temporary name in the same directory (which no reader takes for a record file)
 and is renamed only when every byte has arrived and matched the ETag, so a
 killed run leaves nothing a later run could read as whole. The ETag is kept in
@@ -15,6 +18,8 @@ manifests to tell whether the cache can hold everything its filter needs.
 
 from __future__ import annotations
 
+import errno
+import functools
 import glob
 import hashlib
 import json
@@ -27,9 +32,10 @@ from typing import Any
 
 import botocore.exceptions
 
-from .errors import StorageError
+from .errors import SchemaError
 from .remote import Listing, RemoteObject
 from .s3 import S3_ERRORS, S3Error, explain
+from .s3names import key_problem
 from .schema import Schema
 
 log = logging.getLogger(__name__)
@@ -37,12 +43,22 @@ log = logging.getLogger(__name__)
 ETAG_ATTRIBUTE = "user.mr.etag"
 DOWNLOAD_SUFFIX = ".download"
 MANIFESTS = ".manifests"
+MANIFEST_FIELDS = ("bucket", "prefix", "filter", "listed", "objects")
 CHUNK_BYTES = 1 << 20
 PERMANENT_ERRORS = {"403", "404", "AccessDenied", "NoSuchKey", "NoSuchBucket", "InvalidAccessKeyId"}
+LOCAL_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG}
+"""Errors of the cache's own disk, which waiting does not cure."""
+TEMPORARY_EXTRA = len(f"..{1 << 22}-{1 << 22}{DOWNLOAD_SUFFIX}")
+"""What a download's temporary name adds to the file's name: a dot, the pid and thread id (at most 2**22
+each on Linux), the suffix."""
 
 
 class DownloadCancelled(Exception):
     """The run is stopping; the download was abandoned and its temporary file removed."""
+
+
+class UncacheableKey(S3Error):
+    """An S3 key that cannot be a file under the cache: not a clean relative path, or too long here."""
 
 
 @dataclass
@@ -63,10 +79,38 @@ class Cache:
         self.root = root
 
     def path_for(self, key: str) -> str:
-        parts = key.split("/")
-        if any(part in ("", ".", "..") for part in parts):
-            raise StorageError(f"S3 key {key!r} cannot be cached: it is not a clean relative path")
-        return os.path.join(self.root, *parts)
+        """Where ``key`` is cached; UncacheableKey if it cannot be, inside the cache, on this file system."""
+        problem = key_problem(key)
+        path = os.path.join(self.root, *key.split("/"))
+        if problem is None:
+            problem = self._length_problem(key, path)
+        if problem:
+            raise UncacheableKey(f"cannot be cached under {self.root}: {problem}")
+        return path
+
+    def _length_problem(self, key: str, path: str) -> str | None:
+        name_max, path_max = self._limits
+        *directories, name = (os.fsencode(part) for part in key.split("/"))
+        longest = max(directories, key=len, default=b"")
+        if len(longest) > name_max:
+            return f"a part is {len(longest)} bytes long, the file system allows {name_max}"
+        if len(name) + TEMPORARY_EXTRA > name_max:
+            return (f"its file name is {len(name)} bytes long, the file system allows {name_max - TEMPORARY_EXTRA} "
+                    f"(its limit of {name_max} less {TEMPORARY_EXTRA} for the download's temporary name)")
+        if len(os.fsencode(path)) + TEMPORARY_EXTRA >= path_max:
+            return f"the path would be longer than the file system allows ({path_max} bytes)"
+        return None
+
+    @functools.cached_property
+    def _limits(self) -> tuple[int, int]:
+        """The longest file name and path the cache's file system takes."""
+        existing = os.path.abspath(self.root)
+        while not os.path.isdir(existing):
+            existing = os.path.dirname(existing)
+        try:
+            return os.pathconf(existing, "PC_NAME_MAX"), os.pathconf(existing, "PC_PATH_MAX")
+        except (OSError, ValueError):
+            return 255, 4096
 
     def layout_root(self, prefix: str) -> str:
         """The directory where the layout under ``prefix`` is cached."""
@@ -77,11 +121,11 @@ class Cache:
 
     def holds(self, obj: RemoteObject) -> bool:
         """Is the object cached whole, with the bucket's size (and ETag, where one was recorded)?"""
-        path = self.path_for(obj.key)
         try:
+            path = self.path_for(obj.key)
             if os.stat(path).st_size != obj.size:
                 return False
-        except FileNotFoundError:
+        except (FileNotFoundError, UncacheableKey):
             return False
         recorded = _get_etag(path)
         return recorded is None or recorded == obj.etag
@@ -89,13 +133,17 @@ class Cache:
     def fetch(self, client: Any, bucket: str, obj: RemoteObject, attempts: int = 4,
               stop: threading.Event | None = None) -> None:
         """Download ``obj`` into the cache, retrying with backoff; S3Error naming the key if it cannot."""
-        final = self.path_for(obj.key)
+        try:
+            final = self.path_for(obj.key)
+        except UncacheableKey as e:
+            raise UncacheableKey(f"s3://{bucket}/{obj.key}: {e}") from None
         directory, name = os.path.split(final)
-        os.makedirs(directory, exist_ok=True)
-        _remove_abandoned(directory, name)
-        temporary = os.path.join(directory, f".{name}.{os.getpid()}-{threading.get_ident()}{DOWNLOAD_SUFFIX}")
+        temporary = os.path.join(directory, f".{name}.{os.getpid()}-{threading.get_native_id()}{DOWNLOAD_SUFFIX}")
         for attempt in range(1, attempts + 1):
             try:
+                if attempt == 1:
+                    os.makedirs(directory, exist_ok=True)
+                    _remove_abandoned(directory, name)
                 _download(client, bucket, obj, temporary, stop)
                 break
             except DownloadCancelled:
@@ -135,7 +183,7 @@ class Cache:
         wanted = Schema.selecting(selection)
         covering = [m for m in self._manifests()
                     if m["prefix"] == prefix.strip("/") and (bucket is None or m["bucket"] == bucket)
-                    and Schema.from_document(m["filter"], "manifest").covers(wanted)]
+                    and m["filter"].covers(wanted)]
         if not covering:
             return Coverage(None)
         newest = max(covering, key=lambda m: m["listed"])
@@ -146,12 +194,16 @@ class Cache:
         return Coverage(newest, absent)
 
     def _manifests(self) -> list[dict]:
+        """Every manifest, its filter parsed; one that cannot be read (another version's, damaged) is skipped."""
         found = []
         for path in sorted(glob.glob(os.path.join(self.root, MANIFESTS, "*.json"))):
             try:
                 with open(path, encoding="utf-8") as f:
-                    found.append(json.load(f))
-            except (OSError, ValueError) as e:
+                    manifest = json.load(f)
+                if not isinstance(manifest, dict) or set(MANIFEST_FIELDS) - set(manifest):
+                    raise ValueError(f"not a manifest (expected the fields {', '.join(MANIFEST_FIELDS)})")
+                found.append(dict(manifest, filter=Schema.from_document(manifest["filter"], path)))
+            except (OSError, ValueError, RecursionError, SchemaError) as e:
                 log.warning("%s: unreadable cache manifest, ignored (%s)", path, e)
         return found
 
@@ -186,6 +238,8 @@ def _is_plain_md5(etag: str) -> bool:
 def _is_permanent(error: BaseException) -> bool:
     if isinstance(error, botocore.exceptions.ClientError):
         return error.response.get("Error", {}).get("Code", "") in PERMANENT_ERRORS
+    if isinstance(error, OSError):
+        return error.errno in LOCAL_DISK_ERRORS
     return isinstance(error, botocore.exceptions.NoCredentialsError)
 
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections import defaultdict
-from typing import Iterable
+from typing import Callable, Iterable
+
+from mapreduce.arguments import non_negative, positive
 
 from .codecs import COMPRESSORS
 from .compressor import compress_pending
-from .errors import CorruptFileError, SchemaError
+from .errors import SchemaError, StorageError
 from .finder import StoredFile, find_files
 from .reader import RecordReader
+from .s3names import bucket_problem, endpoint_problem, prefix_problem
 from .schema import Schema
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     compress.add_argument("--storage", required=True, type=existing_dir, metavar="DIR")
     compress.add_argument("--codec", choices=sorted(COMPRESSORS), default="lzma",
                           help="lzma (LZMA-alone, preset 0, as in production; default) or faster-reading lz4")
-    compress.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+    compress.add_argument("--workers", type=positive, default=os.cpu_count() or 1, metavar="N",
                           help="processes to compress with (default: number of cores)")
     compress.set_defaults(run=run_compress)
 
@@ -62,20 +66,20 @@ def add_export_command(commands: argparse._SubParsersAction) -> None:
                     "bucket are skipped after verification. Pending logs are compressed first.",
         epilog="example: mr export --storage /data/telemetry --bucket telemetry-published --prefix v2 --delete")
     export.add_argument("--storage", required=True, type=existing_dir, metavar="DIR")
-    export.add_argument("--bucket", required=True, metavar="BUCKET")
-    export.add_argument("--prefix", default="", metavar="PREFIX", help="key prefix in the bucket")
+    export.add_argument("--bucket", required=True, type=bucket_name, metavar="BUCKET")
+    export.add_argument("--prefix", default="", type=key_prefix, metavar="PREFIX", help="key prefix in the bucket")
     export.add_argument("--delete", action="store_true", help="remove each local file once verified in S3")
-    export.add_argument("--workers", type=int, default=8, metavar="N", help="parallel uploads (default: 8)")
+    export.add_argument("--workers", type=positive, default=8, metavar="N", help="parallel uploads (default: 8)")
     add_s3_arguments(export)
     export.set_defaults(run=run_export)
 
 
 def add_s3_arguments(parser: argparse.ArgumentParser) -> None:
     """Where S3 is and how patient to be with it; credentials come from boto3's standard chain."""
-    parser.add_argument("--s3-endpoint-url", metavar="URL",
+    parser.add_argument("--s3-endpoint-url", type=endpoint_url, metavar="URL",
                         help="an S3-compatible service (default: AWS_ENDPOINT_URL, else AWS)")
-    parser.add_argument("--s3-retries", type=int, default=5, metavar="N", help="retries per request (default: 5)")
-    parser.add_argument("--s3-timeout", type=float, default=60, metavar="SECONDS",
+    parser.add_argument("--s3-retries", type=non_negative, default=5, metavar="N", help="retries per request (default: 5)")
+    parser.add_argument("--s3-timeout", type=seconds, default=60, metavar="SECONDS",
                         help="connect and read timeout (default: 60)")
 
 
@@ -88,7 +92,7 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     """``-d/--data-dir`` and ``-f/--input-filter``, shared by every command that selects files."""
     parser.add_argument("-d", "--data-dir", required=True, type=existing_dir, metavar="DIR",
                         help="root of the storage layout")
-    parser.add_argument("-f", "--input-filter", type=schema_file, metavar="FILE",
+    parser.add_argument("-f", "--input-filter", type=filter_file, metavar="FILE",
                         help="a schema-format filter (default: every file)")
 
 
@@ -99,10 +103,41 @@ def existing_dir(value: str) -> str:
 
 
 def schema_file(value: str) -> Schema:
+    """A schema document, for writing (any dimensions)."""
     try:
         return Schema.load(value)
     except SchemaError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def filter_file(value: str) -> Schema:
+    """A filter: a schema document naming the storage layout's dimensions, in order."""
+    try:
+        return Schema.selecting(Schema.load(value))
+    except SchemaError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _checked(problem: Callable[[str], str | None]) -> Callable[[str], str]:
+    """An argument type that refuses a value ``problem`` finds fault with."""
+    def check(value: str) -> str:
+        found = problem(value)
+        if found:
+            raise argparse.ArgumentTypeError(found)
+        return value
+    return check
+
+
+bucket_name = _checked(bucket_problem)
+key_prefix = _checked(prefix_problem)
+endpoint_url = _checked(endpoint_problem)
+
+
+def seconds(value: str) -> float:
+    number = float(value)
+    if not 0 < number < math.inf:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of seconds")
+    return number
 
 
 def run_cat(args: argparse.Namespace) -> int:
@@ -114,7 +149,7 @@ def run_cat(args: argparse.Namespace) -> int:
                 out.write(f"{uuid}\t{payload}\n".encode("utf-8"))
         except BrokenPipeError:
             raise  # the reader went away; the command group stops quietly
-        except (CorruptFileError, OSError) as e:
+        except (StorageError, OSError) as e:  # damaged, not a record file, unreadable: on to the next
             out.flush()
             log.error("%s", e)
             failed += 1

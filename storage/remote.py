@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import StorageError
 from .layout import is_record_file
 from .s3 import S3_ERRORS, explain
 from .schema import Schema, ValueSet
@@ -90,7 +89,9 @@ class _Lister:
         prefix, parts = entry
         allowed = self.selection.dimensions[level].allowed
         if isinstance(allowed, ValueSet):
-            names = sorted(allowed.values)  # no need to ask: a missing one lists empty one level down
+            # No need to ask: a missing one lists empty one level down. A value that is no single path
+            # part ("a/b", "..") names no directory, on disk or here.
+            names = sorted(name for name in allowed.values if _is_path_part(name))
         else:
             names = sorted(name for name in self._list(prefix, want="prefixes") if name in allowed)
         return [(f"{prefix}{name}/", parts + (name,)) for name in names]
@@ -121,7 +122,7 @@ class _Lister:
             except S3_ERRORS as e:
                 raise explain(e, self.bucket, prefix or None) from None
             if want == "prefixes":
-                names.extend(_last_part(p["Prefix"], prefix) for p in page.get("CommonPrefixes", ()))
+                names.extend(filter(None, (_last_part(p["Prefix"], prefix) for p in page.get("CommonPrefixes", ()))))
             else:
                 names.extend((o["Key"][len(prefix):], o["Size"], o["ETag"].strip('"'))
                              for o in page.get("Contents", ()))
@@ -130,8 +131,14 @@ class _Lister:
             arguments["ContinuationToken"] = page["NextContinuationToken"]
 
 
-def _last_part(child: str, parent: str) -> str:
+def _last_part(child: str, parent: str) -> str | None:
+    """The directory name a listed prefix adds, or None (with a warning) for one that is not a path part."""
     name = child[len(parent):].rstrip("/")
-    if name in ("", ".", "..") or "/" in name:
-        raise StorageError(f"unexpected S3 prefix {child!r} under {parent!r}; the bucket is not a storage layout")
+    if not _is_path_part(name):
+        log.warning("S3 prefix %r is not part of a storage layout (an empty, '.' or '..' part); skipped", child)
+        return None
     return name
+
+
+def _is_path_part(name: str) -> bool:
+    return name not in ("", ".", "..") and "/" not in name

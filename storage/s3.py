@@ -21,6 +21,7 @@ from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 
 from .errors import StorageError
+from .s3names import MAX_KEY_BYTES, bucket_problem, endpoint_problem
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,18 @@ class S3Settings:
 
 
 def make_client(settings: S3Settings) -> Any:
-    """A boto3 S3 client from the standard credential chain (environment, config files, roles)."""
+    """A boto3 S3 client from the standard credential chain (environment, config files, roles).
+
+    S3Error, before any request, if the endpoint (an option or AWS_ENDPOINT_URL) is not a URL.
+    """
+    endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint and endpoint_problem(endpoint):
+        source = "--s3-endpoint-url" if settings.endpoint_url else "AWS_ENDPOINT_URL"
+        raise S3Error(f"{source}: {endpoint_problem(endpoint)}")
     config = botocore.config.Config(retries={"max_attempts": settings.retries + 1, "mode": "standard"},
                                     connect_timeout=settings.timeout, read_timeout=settings.timeout,
                                     max_pool_connections=32)
-    return boto3.client("s3", endpoint_url=settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
-                        config=config)
+    return boto3.client("s3", endpoint_url=endpoint, config=config)
 
 
 def transfer_config() -> TransferConfig:
@@ -104,6 +111,10 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     bucket, _, key = url.removeprefix("s3://").partition("/")
     if not url.startswith("s3://") or not bucket or not key or key.endswith("/"):
         raise S3Error(f"{url}: expected s3://BUCKET/KEY (a key naming an object, not ending in /)")
+    problem = bucket_problem(bucket) or (f"the key is longer than S3's {MAX_KEY_BYTES} bytes"
+                                         if len(key.encode("utf-8")) > MAX_KEY_BYTES else None)
+    if problem:
+        raise S3Error(f"{url}: {problem}")
     return bucket, key
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +10,8 @@ import pytest
 from storage import LayoutWriter, compress_pending
 from storage.export import compressed_files, key_for
 
-from .conftest import ROOT, run_mr
+from .conftest import run_mr
+from .stalling_proxy import StallingProxy
 
 DIMS = [["saved-session", "Firefox", channel, "24.0a1", f"2013060{day}030202", f"2013060{day}"]
         for channel in ("nightly", "beta") for day in range(1, 4)]
@@ -73,29 +71,23 @@ def test_delete_removes_only_verified_files(s3_server, store, bucket):
     assert (store / "notes.txt").exists()  # only exported logs are removed
 
 
-def test_a_failure_in_the_middle_loses_nothing_and_a_rerun_completes(s3_server, tmp_path, bucket):
-    store = tmp_path / "big"
-    with LayoutWriter(str(store)) as writer:  # seven ~3 MB logs: uploads take long enough to interrupt
-        for n, dims in enumerate(DIMS + [DIMS[0][:5] + ["20130609"]]):
-            for i in range(30):
-                writer.write(f"id-{n}-{i}", {"pad": os.urandom(50_000).hex()}, dims)
-        writer.rotate_all()
+def test_a_failure_in_the_middle_loses_nothing_and_a_rerun_completes(s3_server, store, bucket):
     compress_pending(str(store))
     local = {key_for(str(store), p, ""): Path(p).read_bytes() for p in compressed_files(str(store))}
-    client = s3_server.client()
-    exporting = subprocess.Popen([sys.executable, str(ROOT / "bin" / "mr"), "export", "--storage", str(store),
-                                  "--bucket", bucket, "--s3-endpoint-url", s3_server.url, "--delete", "--workers", "1",
-                                  "--s3-timeout", "1", "--s3-retries", "0"], stdout=subprocess.PIPE, text=True)
-    while client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) < 2:
-        assert exporting.poll() is None, "the export finished before it could be interrupted"
-    s3_server.process.send_signal(signal.SIGSTOP)  # the server hangs: the remaining uploads time out
+    # Once the second upload has been answered, the server stops answering: its verification and every
+    # later file time out, whatever the speed of the machine.
+    proxy = StallingProxy(s3_server.port,
+                          lambda proxy, request, sent: sum(r.startswith("PUT ") for r in proxy.answered) >= 2)
     try:
-        output, _ = exporting.communicate(timeout=120)
+        result = run_mr("export", "--storage", str(store), "--bucket", bucket, "--s3-endpoint-url", proxy.url,
+                        "--delete", "--workers", "1", "--s3-timeout", "1", "--s3-retries", "0")
     finally:
-        s3_server.process.send_signal(signal.SIGCONT)
-    assert exporting.returncode == 1 and "cannot reach the S3 endpoint" in output
-    failed = int(output.split("failed ")[1].split()[0])
-    assert failed >= 1 and len(compressed_files(str(store))) == failed  # only verified files were removed
+        proxy.release()
+    assert proxy.stalled.is_set()
+    assert result.returncode == 1 and "cannot reach the S3 endpoint" in result.stdout
+    assert result.stdout.startswith("exported 1 files") and "removed 1 local files, failed 6" in result.stdout
+    assert len(compressed_files(str(store))) == 6  # only the verified file was removed
+    assert len(bucket_contents(s3_server, bucket)) == 2  # the second arrived, but was never verified
 
     result = export(s3_server, store, bucket, "--delete")
     assert result.returncode == 0, result.stdout
@@ -122,3 +114,35 @@ def test_missing_credentials_are_explained(s3_server, store, tmp_path):
     result = run_mr("export", "--storage", str(store), "--bucket", "b", "--s3-endpoint-url", s3_server.url,
                     env=environment)
     assert result.returncode == 1 and "no AWS credentials found" in result.stderr
+
+
+BAD_S3_OPTIONS = [
+    (["--s3-endpoint-url", "not a url"], "argument --s3-endpoint-url: 'not a url' is not a URL of the form "
+                                         "http(s)://HOST[:PORT]"),
+    (["--s3-endpoint-url", "http://127.0.0.1:99999"], "argument --s3-endpoint-url: 'http://127.0.0.1:99999' is not "
+                                                      "a URL (Port out of range"),
+    (["--s3-retries", "-1"], "argument --s3-retries: -1 is negative"),
+    (["--s3-timeout", "0"], "argument --s3-timeout: 0 is not a positive number of seconds"),
+    (["--s3-timeout", "nan"], "argument --s3-timeout: nan is not a positive number of seconds"),
+    (["--bucket", "my/bucket"], "argument --bucket: 'my/bucket' is not a bucket name"),
+    (["--prefix", "v2/../v3"], "argument --prefix: 'v2/../v3' cannot be a key prefix: it has a '..' part"),
+    (["--prefix", "v2//x"], "argument --prefix: 'v2//x' cannot be a key prefix: it has an empty part"),
+    (["--workers", "0"], "argument --workers: 0 is not a positive number"),
+]
+
+
+@pytest.mark.parametrize("options, message", BAD_S3_OPTIONS, ids=[" ".join(o) for o, _ in BAD_S3_OPTIONS])
+def test_s3_options_that_cannot_work_are_refused_before_any_request(s3_server, store, bucket, options, message):
+    before = s3_server.requests(bucket)
+    result = export(s3_server, store, bucket, *options)
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert s3_server.requests(bucket) == before and list(store.rglob("*.compressme"))  # nothing was done
+
+
+def test_an_endpoint_from_the_environment_that_is_not_a_url_is_one_line(s3_server, store, bucket):
+    environment = dict(os.environ, AWS_ENDPOINT_URL="not a url")
+    result = run_mr("export", "--storage", str(store), "--bucket", bucket, env=environment)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["mr: ERROR: AWS_ENDPOINT_URL: 'not a url' is not a URL of the form "
+                                          "http(s)://HOST[:PORT]"]

@@ -28,6 +28,7 @@ from storage.remote import list_layout
 from storage.s3 import S3Settings, make_client
 
 from .conftest import JOBS, ROOT, SHIPPED, run_mr
+from .stalling_proxy import StallingProxy
 
 PREFIX = "v2"
 NIGHTLY_OCTOBER_10_11 = {"version": 1, "dimensions": [
@@ -145,20 +146,26 @@ def test_an_interrupted_download_is_never_read_as_a_whole_file(s3_server, bucket
     client = s3_server.client()
     export_logs(str(data), client, bucket, PREFIX)
     big = f"{PREFIX}/saved_session/Firefox/release/24.0/20131012150202.20131012.v2.log.0000big.lz4"
-    client.put_object(Bucket=bucket, Key=big, Body=os.urandom(150 << 20))  # bigger than any partial window
+    client.put_object(Bucket=bucket, Key=big, Body=os.urandom(4 << 20))
+    # The server stops answering half way into the big object, so the download is always under way when
+    # the run is killed.
+    proxy = StallingProxy(s3_server.port, lambda proxy, request, sent: f"/{big} " in request and sent >= 2 << 20)
     work = tmp_path / "work"
     work.mkdir()
     command = [sys.executable, str(ROOT / "bin" / "mr"), "run", str(JOBS / "no_combine.py"), "--bucket", bucket,
-               "--prefix", PREFIX, "--work-dir", str(work), "--s3-endpoint-url", s3_server.url,
+               "--prefix", PREFIX, "--work-dir", str(work), "--s3-endpoint-url", proxy.url,
                "--download-threads", "1", "--output", str(tmp_path / "killed.txt")]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     partial = work / "cache" / Path(big).parent
-    deadline = time.monotonic() + 60
-    while not list(partial.glob(f"*{DOWNLOAD_SUFFIX}")) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    try:
+        wait_for(lambda: proxy.stalled.is_set() and any(p.stat().st_size for p in partial.glob(f"*{DOWNLOAD_SUFFIX}")),
+                 process)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+        proxy.release()
     [leftover] = partial.glob(f"*{DOWNLOAD_SUFFIX}")
+    assert 0 < leftover.stat().st_size < 4 << 20
     assert not (work / "cache" / big).exists()
 
     result, output = s3_run(s3_server, bucket, tmp_path, JOBS / "no_combine.py", "--local-only")
@@ -173,6 +180,15 @@ def test_an_interrupted_download_is_never_read_as_a_whole_file(s3_server, bucket
     full, complete = s3_run(s3_server, bucket, tmp_path, JOBS / "no_combine.py", output="full.txt")
     assert full.returncode == 0, full.stderr
     assert complete == local_run(data, tmp_path, JOBS / "no_combine.py")
+
+
+def wait_for(condition, process: subprocess.Popen) -> None:
+    """Wait until ``condition()`` holds; fail if ``process`` ends first (or, as a last resort, after a minute)."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert process.poll() is None, f"the run ended before the condition held: {process.stderr.read()}"
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
 
 
 def test_delete_data_never_deletes_local_files_that_may_not_be_uploaded_yet(s3_server, filled, data, tmp_path):
@@ -291,3 +307,86 @@ def test_a_failed_download_is_retried_and_the_file_arrives_whole(s3_server, fill
     local = next(f for f in find_files(str(data)) if f.relative == obj.relative)
     assert Path(cache.path_for(obj.key)).read_bytes() == Path(local.path).read_bytes()
     assert cache.holds(obj)
+
+
+BAD_RUN_OPTIONS = [
+    (["--s3-endpoint-url", "not a url"], "argument --s3-endpoint-url: 'not a url' is not a URL"),
+    (["--s3-retries", "-2"], "argument --s3-retries: -2 is negative"),
+    (["--s3-timeout", "-1"], "argument --s3-timeout: -1 is not a positive number of seconds"),
+    (["--bucket", "my bucket"], "--bucket: 'my bucket' is not a bucket name"),
+    (["--prefix", "../v2"], "--prefix: '../v2' cannot be a key prefix: it has a '..' part"),
+    (["--prefix", "v2//saved_session"], "--prefix: 'v2//saved_session' cannot be a key prefix: it has an empty part"),
+    (["--prefix", "x" * 300], "cannot be cached under"),
+]
+
+
+@pytest.mark.parametrize("options, message", BAD_RUN_OPTIONS, ids=[" ".join(o)[:30] for o, _ in BAD_RUN_OPTIONS])
+def test_s3_options_that_cannot_work_are_one_error_and_exit_2_before_any_request(s3_server, bucket, tmp_path,
+                                                                                 options, message):
+    before = s3_server.requests(bucket)
+    (tmp_path / "work").mkdir()
+    result = run_mr("run", str(SHIPPED / "count.py"), "--bucket", bucket, "--s3-endpoint-url", s3_server.url,
+                    "--work-dir", str(tmp_path / "work"), "--output", str(tmp_path / "out.txt"), *options)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr.splitlines()[-1] and "Traceback" not in result.stderr
+    assert s3_server.requests(bucket) == before
+    assert not (tmp_path / "work" / "cache").exists() or not list((tmp_path / "work" / "cache").rglob("*.lz4"))
+
+
+def copy_object(client, bucket: str, source: str, key: str) -> None:
+    client.put_object(Bucket=bucket, Key=key, Body=client.get_object(Bucket=bucket, Key=source)["Body"].read())
+
+
+@pytest.mark.parametrize("allow_partial", [False, True])
+def test_a_key_too_long_for_the_cache_fails_by_name_or_is_left_out(s3_server, filled, data, tmp_path, allow_partial):
+    client = s3_server.client()
+    [first, *_] = list_layout(client, filled, PREFIX).objects
+    directory = first.key.rsplit("/", 1)[0]
+    long_name = f"{directory}/20131010030202.20131010.v2.log.{'a' * 240}.lz4"  # over NAME_MAX with its suffix
+    long_directory = f"{PREFIX}/saved_session/Firefox/nightly/{'9' * 300}/20131010030202.20131010.v2.log.u.lz4"
+    for key in (long_name, long_directory):
+        copy_object(client, filled, first.key, key)
+    result, output = s3_run(s3_server, filled, tmp_path, SHIPPED / "count.py",
+                            *(["--allow-partial"] if allow_partial else []))
+    assert "Traceback" not in result.stderr and "retrying" not in result.stderr
+    if not allow_partial:
+        assert result.returncode == 1 and output is None
+        [error] = [line for line in result.stderr.splitlines() if "ERROR" in line]
+        assert f"s3://{filled}/{long_name}: cannot be cached under {tmp_path / 'work' / 'cache'}: its file name is " \
+               in error or f"s3://{filled}/{long_directory}: cannot be cached" in error
+        return
+    assert result.returncode == 3, result.stderr
+    assert output == local_run(data, tmp_path, SHIPPED / "count.py")  # the copies were left out
+    meta = json.loads((tmp_path / "out.txt.meta.json").read_text())
+    assert sorted(meta["missing_inputs"]) == sorted(f"s3://{filled}/{key}" for key in (long_name, long_directory))
+    assert "a part is 300 bytes long, the file system allows 255" in result.stderr
+
+
+def test_keys_that_are_not_clean_paths_never_reach_outside_the_cache(s3_server, filled, data, tmp_path):
+    client = s3_server.client()
+    [first, *_] = list_layout(client, filled, PREFIX).objects
+    name = first.key.rsplit("/", 1)[1]
+    odd = [f"{PREFIX}/saved_session/../../../../escaped/Firefox/nightly/24.0a1/{name}",
+           f"{PREFIX}/saved_session//Firefox/nightly/{name}",
+           f"{PREFIX}/saved_session/./Firefox/nightly/24.0a1/{name}"]
+    for key in odd:
+        copy_object(client, filled, first.key, key)
+    (tmp_path / "work").mkdir()
+    before = set(tmp_path.rglob("*"))
+    result, output = s3_run(s3_server, filled, tmp_path, SHIPPED / "count.py")
+    assert result.returncode == 0, result.stderr
+    assert output == local_run(data, tmp_path, SHIPPED / "count.py")
+    assert "is not part of a storage layout" in result.stderr and "Traceback" not in result.stderr
+    written = set(tmp_path.rglob("*")) - before
+    assert all(p.is_relative_to(tmp_path / "work" / "cache") or p.name.startswith(("out.txt", "local.txt"))
+               for p in written)
+
+
+def test_a_filter_value_that_is_no_path_part_lists_nothing(s3_server, filled, tmp_path):
+    client = s3_server.client()
+    [first, *_] = list_layout(client, filled, PREFIX).objects
+    copy_object(client, filled, first.key, f"{PREFIX}/../Firefox/nightly/24.0a1/{first.key.rsplit('/', 1)[1]}")
+    names = Schema.default().field_names
+    dotted = Schema.from_document({"dimensions": [
+        {"field_name": n, "allowed_values": [".."] if n == "reason" else "*"} for n in names]})
+    assert list_layout(client, filled, PREFIX, dotted).objects == []

@@ -4,8 +4,10 @@
  * histograms_of(text) -> bytes
  *     The "histograms" object of one ping's JSON text, packed (see PACKED FORMAT
  *     below) without making a Python object per number. The whole text is
- *     validated as JSON: ValueError if it is not, or if "histograms" is not an
- *     object of arrays of numbers, so a job's map counts it as a bad record.
+ *     validated as JSON (UTF-8, nested at most 1024 deep, as orjson): ValueError
+ *     if it is not, or if the last "histograms" member is not an object of
+ *     arrays of finite numbers, so a job's map counts it as a bad record. A name
+ *     given twice keeps its last value in its first place, as json.loads does.
  *
  * merge_sets(values) -> (merged, refused)
  *     ``values`` is a list of histogram sets: one ping's ({name: [numbers]}, or
@@ -18,12 +20,18 @@
  *     The same, with the merged set packed: a tenth of the memory of the dict,
  *     and pickled by a copy. Combiners write this.
  *
- * Sums are exact: integers in 64 bits, floats as non-overlapping partials
- * (Shewchuk's algorithm, as math.fsum), rounded once when a dict is made;
- * packed sets keep float columns exact. So a sum does not depend on how its
- * values were grouped or ordered (machines, bundles, combine passes).
+ * Sums are exact: integers in 128 bits while adding, which must fit in 64 bits
+ * when written out, floats as non-overlapping partials (Shewchuk's algorithm,
+ * as math.fsum), rounded once when a dict is made; packed sets keep float
+ * columns exact. So a sum does not depend on how its values were grouped or
+ * ordered (machines, bundles, combine passes). An integer sum beyond 64 bits
+ * or a float sum beyond the largest double is a ValueError naming the
+ * histogram. Packed sets are read as untrusted bytes: every length, kind and
+ * count is checked before it is used, and damage is a ValueError ("packed
+ * histogram data is damaged: ...").
  * mapreduce/histsum.py has the same algorithms in Python, used when this
- * module is not built: both give the same results, bit for bit.
+ * module is not built: both give the same results, bit for bit, and refuse
+ * the same input.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -40,13 +48,17 @@ typedef struct {
 
 typedef struct {
     Py_ssize_t length;
-    long long pings;
-    int64_t *ints;
+    __int128 pings;
+    int64_t *ints;     /* integer sums, wrapped: the exact sum is ints[i] + carries[i] * 2**64 */
+    int64_t *carries;
     Exact *floats;
     char *saw_float;
+    Py_ssize_t last_set; /* the packed set that last added here: a name twice in one set is damage */
 } Sums;
 
-/* exact += x; -1 with an exception set on overflow or no memory. */
+enum { ADDED = 0, NO_MEMORY = -1, NOT_FINITE = 1 };
+
+/* exact += x: ADDED, NO_MEMORY (exception set) or NOT_FINITE (the sum is no longer a finite double). */
 static int exact_add(Exact *exact, double x) {
     int kept = 0;
     for (int j = 0; j < exact->count; j++) {
@@ -62,23 +74,29 @@ static int exact_add(Exact *exact, double x) {
             exact->items[kept++] = lo;
         x = hi;
     }
-    if (!isfinite(x)) {
-        PyErr_SetString(PyExc_OverflowError, "a histogram's sum is too large for a float");
-        return -1;
-    }
+    if (!isfinite(x))
+        return NOT_FINITE;
     if (kept == exact->capacity) {
         int capacity = exact->capacity ? exact->capacity * 2 : 4;
         double *items = PyMem_Realloc(exact->items, capacity * sizeof(double));
         if (items == NULL) {
             PyErr_NoMemory();
-            return -1;
+            return NO_MEMORY;
         }
         exact->items = items;
         exact->capacity = capacity;
     }
     exact->items[kept++] = x;
     exact->count = kept;
-    return 0;
+    return ADDED;
+}
+
+/* A failed exact_add as an exception: -1. */
+static int not_finite(int failure, PyObject *name, Py_ssize_t element) {
+    if (failure == NOT_FINITE)
+        PyErr_Format(PyExc_ValueError, "histogram %R: the sum of element %zd is not a finite number "
+                     "(NaN or infinity in the data, or beyond the largest float)", name, element);
+    return -1;
 }
 
 /* An int64 as two doubles whose sum is exactly it. */
@@ -87,20 +105,21 @@ static void split_integer(int64_t value, double *hi, double *lo) {
     *lo = (double)((__int128)value - (__int128)*hi);
 }
 
-/* exact + integer, both exact, into ``out`` (which the caller frees). */
+/* exact + integer, both exact, into ``out`` (which the caller frees): as exact_add. */
 static int exact_with_integer(const Exact *exact, int64_t integer, Exact *out) {
     out->count = 0;
     out->capacity = exact->count + 4;
     out->items = PyMem_Malloc(out->capacity * sizeof(double));
     if (out->items == NULL) {
         PyErr_NoMemory();
-        return -1;
+        return NO_MEMORY;
     }
     memcpy(out->items, exact->items, exact->count * sizeof(double));
     out->count = exact->count;
     double hi, lo;
     split_integer(integer, &hi, &lo);
-    return exact_add(out, hi) < 0 || exact_add(out, lo) < 0 ? -1 : 0;
+    int failure = exact_add(out, hi);
+    return failure ? failure : exact_add(out, lo);
 }
 
 /* The exact sum rounded to the nearest double, ties to even: math.fsum's final step, line for line. */
@@ -138,6 +157,7 @@ typedef struct {
 static void table_free(SumsTable *table) {
     for (Py_ssize_t i = 0; i < table->count; i++) {
         PyMem_Free(table->items[i].ints);
+        PyMem_Free(table->items[i].carries);
         if (table->items[i].floats != NULL)
             for (Py_ssize_t j = 0; j < table->items[i].length; j++)
                 PyMem_Free(table->items[i].floats[j].items);
@@ -162,17 +182,40 @@ static Sums *table_add(SumsTable *table, Py_ssize_t length) {
     memset(sums, 0, sizeof(Sums));
     sums->length = length;
     sums->ints = PyMem_Calloc(length ? length : 1, sizeof(int64_t));
+    sums->carries = PyMem_Calloc(length ? length : 1, sizeof(int64_t));
     sums->floats = PyMem_Calloc(length ? length : 1, sizeof(Exact));
     sums->saw_float = PyMem_Calloc(length ? length : 1, 1);
     table->count++;
-    if (sums->ints == NULL || sums->floats == NULL || sums->saw_float == NULL) {
+    if (sums->ints == NULL || sums->carries == NULL || sums->floats == NULL || sums->saw_float == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
     return sums;
 }
 
-/* Add one array (a list or tuple of numbers) into ``sums``; -1 with an exception set on a bad element. */
+/* The totals of ``sums`` must fit the 64 bits they are written in: -1 with a ValueError naming ``name`` if not. */
+static int check_totals(const Sums *sums, PyObject *name) {
+    if (sums->pings > INT64_MAX) {
+        PyErr_Format(PyExc_ValueError, "histogram %R: the number of pings does not fit in 64 bits", name);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < sums->length; i++)
+        if (sums->carries[i] != 0) {
+            PyErr_Format(PyExc_ValueError, "histogram %R: the sum of element %zd does not fit in 64 bits", name, i);
+            return -1;
+        }
+    return 0;
+}
+
+/* ints[i] += value, exactly: the carry counts the wraps past 64 bits. */
+static inline void add_integer(int64_t *restrict ints, int64_t *restrict carries, Py_ssize_t i, int64_t value) {
+    int64_t total;
+    if (__builtin_add_overflow(ints[i], value, &total))
+        carries[i] += value < 0 ? -1 : 1;
+    ints[i] = total;
+}
+
+/* Add one array (the items of a list or tuple) into ``sums``; -1 with an exception set on a bad element. */
 static int add_array(Sums *sums, PyObject **items, PyObject *name) {
     for (Py_ssize_t i = 0; i < sums->length; i++) {
         PyObject *item = items[i];
@@ -183,10 +226,11 @@ static int add_array(Sums *sums, PyObject **items, PyObject *name) {
                 PyErr_Format(PyExc_ValueError, "histogram %R: value %R does not fit in 64 bits", name, item);
                 return -1;
             }
-            sums->ints[i] += value;
+            add_integer(sums->ints, sums->carries, i, value);
         } else if (PyFloat_Check(item)) {
-            if (exact_add(&sums->floats[i], PyFloat_AS_DOUBLE(item)) < 0)
-                return -1;
+            int failure = exact_add(&sums->floats[i], PyFloat_AS_DOUBLE(item));
+            if (failure)
+                return not_finite(failure, name, i);
             sums->saw_float[i] = 1;
         } else {
             PyErr_Format(PyExc_TypeError, "histogram %R: element %zd is %.100s, not a number",
@@ -197,17 +241,19 @@ static int add_array(Sums *sums, PyObject **items, PyObject *name) {
     return 0;
 }
 
-/* Count ``pings`` under ``name`` in ``refused``. */
+/* Count ``pings`` more under ``name`` in ``refused`` (Python ints: a count of refused pings cannot overflow). */
 static int refuse(PyObject *refused, PyObject *name, long long pings) {
     PyObject *before = PyDict_GetItemWithError(refused, name);
     if (before == NULL && PyErr_Occurred())
         return -1;
-    long long total = pings + (before ? PyLong_AsLongLong(before) : 0);
-    PyObject *count = PyLong_FromLongLong(total);
-    if (count == NULL)
+    PyObject *more = PyLong_FromLongLong(pings);
+    PyObject *total = more && before ? PyNumber_Add(before, more) : more;
+    if (total != more)
+        Py_XDECREF(more);
+    if (total == NULL)
         return -1;
-    int failed = PyDict_SetItem(refused, name, count);
-    Py_DECREF(count);
+    int failed = PyDict_SetItem(refused, name, total);
+    Py_DECREF(total);
     return failed;
 }
 
@@ -226,19 +272,45 @@ static Sums *find_sums(SumsTable *table, PyObject *index, PyObject *name, Py_ssi
     return failed ? NULL : table_add(table, length);
 }
 
+/* The pings of a merged entry: an int from 0 to 2**63 - 1; -1 with an exception set if it is not one. */
+static long long entry_pings(PyObject *name, PyObject *pings) {
+    if (!PyLong_Check(pings)) {
+        PyErr_Format(PyExc_TypeError, "histogram %R: pings is %.100s, not an int", name, Py_TYPE(pings)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    long long value = PyLong_AsLongLongAndOverflow(pings, &overflow);
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow || value < 0) {
+        PyErr_Format(PyExc_ValueError, "histogram %R: pings %R is not from 0 to 2**63 - 1", name, pings);
+        return -1;
+    }
+    return value;
+}
+
 /* One histogram entry of one value: a raw array (one ping) or a (pings, array) pair. */
 static int add_entry(SumsTable *table, PyObject *index, PyObject *refused, PyObject *name, PyObject *entry) {
     long long pings = 1;
     PyObject *array = entry;
+    if (!PyUnicode_CheckExact(name)) {
+        PyErr_Format(PyExc_TypeError, "a histogram name is a str, not %.100s", Py_TYPE(name)->tp_name);
+        return -1;
+    }
     if (PyTuple_CheckExact(entry)) {
         if (PyTuple_GET_SIZE(entry) != 2) {
             PyErr_Format(PyExc_TypeError, "histogram %R: a merged entry is (pings, sums)", name);
             return -1;
         }
-        pings = PyLong_AsLongLong(PyTuple_GET_ITEM(entry, 0));
-        if (pings == -1 && PyErr_Occurred())
+        pings = entry_pings(name, PyTuple_GET_ITEM(entry, 0));
+        if (pings < 0)
             return -1;
         array = PyTuple_GET_ITEM(entry, 1);
+    }
+    if (!PyList_Check(array) && !PyTuple_Check(array)) {
+        PyErr_Format(PyExc_TypeError, "histogram %R: a histogram is a list of numbers, not %.100s", name,
+                     Py_TYPE(array)->tp_name);
+        return -1;
     }
     PyObject *fast = PySequence_Fast(array, "a histogram must be a list of numbers");
     if (fast == NULL)
@@ -259,12 +331,15 @@ static int add_entry(SumsTable *table, PyObject *index, PyObject *refused, PyObj
 /* ---- PACKED FORMAT ------------------------------------------------------------------
  * "HS1\0", u32 count, then per histogram: u16 name length, the name (UTF-8), u64 pings,
  * u32 n, n elements of (u8 kind; 8 bytes), then the partials of its kind-2 elements, in order:
- *   kind 0: an integer (int64)          kind 1: a float (IEEE double)
- *   kind 2: an exact float sum; the 8 bytes count its partials (doubles, after the elements)
- * Little-endian throughout, so a packed value means the same on every machine.
+ *   kind 0: an integer (int64)          kind 1: a float (IEEE double, finite)
+ *   kind 2: an exact float sum; the 8 bytes count its partials (finite doubles, after the elements)
+ * Little-endian throughout, so a packed value means the same on every machine. Names are distinct
+ * within a set, pings are below 2**63, and nothing follows the last histogram.
  */
 
 static const char MAGIC[4] = {'H', 'S', '1', '\0'};
+enum { INTEGER = 0, FLOAT = 1, EXACT = 2 };
+#define HEADER_BYTES 14 /* a histogram's u16 name length, u64 pings and u32 element count */
 
 typedef struct {
     unsigned char *data;
@@ -307,9 +382,14 @@ static uint64_t get_le(const unsigned char *in, int bytes) {
     return value;
 }
 
+/* Whether the IEEE double with these bits is finite (not NaN or an infinity). */
+static int finite_bits(uint64_t bits) {
+    return (bits & 0x7FF0000000000000ull) != 0x7FF0000000000000ull;
+}
+
 /* ---- a validating JSON scanner --------------------------------------------------------- */
 
-#define MAX_DEPTH 512
+#define MAX_NESTING 1024 /* arrays and objects inside each other, the top level included: orjson's limit */
 
 typedef struct {
     const char *start, *p, *end;
@@ -329,6 +409,22 @@ static int is_hex(char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
+/* The length of the well-formed UTF-8 sequence at ``p`` (its lead byte is 0x80 or more), or 0 if there is none:
+ * no overlong forms, surrogates or code points past U+10FFFF, as Python's strict decoder. */
+static int utf8_sequence(const unsigned char *p, const unsigned char *end) {
+    unsigned char lead = p[0];
+    int length = lead >= 0xC2 && lead <= 0xDF ? 2 : lead >= 0xE0 && lead <= 0xEF ? 3 : lead >= 0xF0 && lead <= 0xF4 ? 4 : 0;
+    if (length == 0 || end - p < length)
+        return 0;
+    for (int i = 1; i < length; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    if ((lead == 0xE0 && p[1] < 0xA0) || (lead == 0xED && p[1] > 0x9F) || (lead == 0xF0 && p[1] < 0x90) ||
+        (lead == 0xF4 && p[1] > 0x8F))
+        return 0;
+    return length;
+}
+
 /* At '"': moves past the closing quote; the raw content is [*text, *text + *length), *escaped if it has escapes. */
 static int scan_string(Scan *s, const char **text, Py_ssize_t *length, int *escaped) {
     s->p++;
@@ -344,6 +440,13 @@ static int scan_string(Scan *s, const char **text, Py_ssize_t *length, int *esca
         }
         if (c < 0x20)
             return invalid(s, "control character in a string");
+        if (c >= 0x80) {
+            int sequence = utf8_sequence((const unsigned char *)s->p, (const unsigned char *)s->end);
+            if (sequence == 0)
+                return invalid(s, "the ping is not valid UTF-8");
+            s->p += sequence;
+            continue;
+        }
         if (c == '\\') {
             *escaped = 1;
             s->p++;
@@ -361,6 +464,61 @@ static int scan_string(Scan *s, const char **text, Py_ssize_t *length, int *esca
         s->p++;
     }
     return invalid(s, "unterminated string");
+}
+
+static unsigned hex_value(const char *digits) {
+    unsigned value = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = digits[i];
+        value = value * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    return value;
+}
+
+/* A string's raw content (escapes checked by scan_string) decoded into ``out`` as UTF-8, which needs at most
+ * ``length`` bytes: the decoded length, or -1 if a \u escape is a lone surrogate (no UTF-8 for it). */
+static Py_ssize_t unescape(const char *text, Py_ssize_t length, unsigned char *out) {
+    const char *end = text + length;
+    unsigned char *o = out;
+    while (text < end) {
+        if (*text != '\\') {
+            *o++ = (unsigned char)*text++;
+            continue;
+        }
+        char e = text[1];
+        text += 2;
+        if (e != 'u') {
+            *o++ = e == 'b' ? '\b' : e == 'f' ? '\f' : e == 'n' ? '\n' : e == 'r' ? '\r' : e == 't' ? '\t' : e;
+            continue;
+        }
+        unsigned code = hex_value(text);
+        text += 4;
+        if (code >= 0xDC00 && code <= 0xDFFF)
+            return -1;
+        if (code >= 0xD800 && code <= 0xDBFF) {
+            unsigned low = end - text >= 6 && text[0] == '\\' && text[1] == 'u' ? hex_value(text + 2) : 0;
+            if (low < 0xDC00 || low > 0xDFFF)
+                return -1;
+            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+            text += 6;
+        }
+        if (code < 0x80) {
+            *o++ = (unsigned char)code;
+        } else if (code < 0x800) {
+            *o++ = (unsigned char)(0xC0 | (code >> 6));
+            *o++ = (unsigned char)(0x80 | (code & 0x3F));
+        } else if (code < 0x10000) {
+            *o++ = (unsigned char)(0xE0 | (code >> 12));
+            *o++ = (unsigned char)(0x80 | ((code >> 6) & 0x3F));
+            *o++ = (unsigned char)(0x80 | (code & 0x3F));
+        } else {
+            *o++ = (unsigned char)(0xF0 | (code >> 18));
+            *o++ = (unsigned char)(0x80 | ((code >> 12) & 0x3F));
+            *o++ = (unsigned char)(0x80 | ((code >> 6) & 0x3F));
+            *o++ = (unsigned char)(0x80 | (code & 0x3F));
+        }
+    }
+    return o - out;
 }
 
 /* The common "123.456" (no exponent, at most 15 digits): an integer divided by an exact power of ten, which
@@ -395,8 +553,11 @@ static int scan_number(Scan *s, int64_t *integer, double *real) {
     int is_float = 0;
     if (s->p < s->end && *s->p == '-')
         s->p++;
-    if (s->p >= s->end || !(*s->p >= '0' && *s->p <= '9'))
-        return invalid(s, "expected a value");
+    if (s->p >= s->end || !(*s->p >= '0' && *s->p <= '9')) {
+        int constant = (s->end - s->p >= 3 && memcmp(s->p, "NaN", 3) == 0) ||
+                       (s->end - s->p >= 8 && memcmp(s->p, "Infinity", 8) == 0);
+        return invalid(s, constant ? "NaN and Infinity are not JSON numbers" : "expected a value");
+    }
     if (*s->p == '0')
         s->p++;
     else
@@ -452,9 +613,10 @@ static int scan_number(Scan *s, int64_t *integer, double *real) {
 
 static int skip_value(Scan *s, int depth);
 
+/* An array or object nested ``depth`` levels below the top-level object. */
 static int skip_container(Scan *s, int depth, char close) {
-    if (depth > MAX_DEPTH)
-        return invalid(s, "nested too deeply");
+    if (depth + 1 > MAX_NESTING)
+        return invalid(s, "nested more than 1024 deep");
     s->p++;
     skip_space(s);
     if (s->p < s->end && *s->p == close) {
@@ -523,88 +685,292 @@ static int skip_value(Scan *s, int depth) {
     }
 }
 
-/* At the '{' of "histograms": pack it into ``out`` (replacing what is there). */
-static int pack_histograms(Scan *s, Buffer *out) {
+/* ---- packing a ping's "histograms" ------------------------------------------------------ */
+
+/* Why the "histograms" being packed cannot be used (what is NULL while it can): reported only if it is the
+ * ping's last "histograms", since json.loads keeps the last of duplicate members. */
+typedef struct {
+    const char *what;
+    Py_ssize_t at;
+} Problem;
+
+/* One histogram member as packed: its bytes start at ``offset`` and end where the next one's start. */
+typedef struct {
+    Py_ssize_t offset;
+    Py_ssize_t last;   /* the member holding this name's value: itself, or a later duplicate */
+    uint64_t hash;
+    int duplicate;     /* a later member with an earlier name: its bytes move to the first one's place */
+    Problem problem;   /* why this member's value is not an array of finite numbers */
+} Member;
+
+/* The members of one "histograms" object, with a hash table of their names to find duplicates. */
+typedef struct {
+    Member *members;
+    Py_ssize_t count, capacity;
+    Py_ssize_t *slots; /* member index + 1 of each name's first member, 0 where free; a power of two */
+    Py_ssize_t slot_count;
+    int duplicates;
+} Members;
+
+static void members_free(Members *members) {
+    PyMem_Free(members->members);
+    PyMem_Free(members->slots);
+}
+
+static uint64_t name_hash(const unsigned char *name, Py_ssize_t length) {
+    uint64_t hash = (uint64_t)length * 0x9E3779B97F4A7C15ull;
+    for (Py_ssize_t i = 0; i < length; i += 8) {
+        uint64_t word = 0;
+        memcpy(&word, name + i, length - i < 8 ? length - i : 8);
+        hash = (hash ^ word) * 0xFF51AFD7ED558CCDull;
+        hash ^= hash >> 32;
+    }
+    return hash;
+}
+
+static const unsigned char *member_name(const Buffer *out, const Member *member, Py_ssize_t *length) {
+    *length = (Py_ssize_t)get_le(out->data + member->offset, 2);
+    return out->data + member->offset + 2;
+}
+
+/* Where ``hash`` belongs in the slots: the slot of the member with the same name, or a free one. */
+static Py_ssize_t members_slot(const Members *members, const Buffer *out, uint64_t hash, const unsigned char *name,
+                               Py_ssize_t length) {
+    Py_ssize_t mask = members->slot_count - 1;
+    for (Py_ssize_t slot = (Py_ssize_t)(hash & (uint64_t)mask);; slot = (slot + 1) & mask) {
+        Py_ssize_t index = members->slots[slot] - 1;
+        if (index < 0)
+            return slot;
+        const Member *other = &members->members[index];
+        Py_ssize_t other_length;
+        const unsigned char *other_name = member_name(out, other, &other_length);
+        if (other->hash == hash && other_length == length && memcmp(other_name, name, length) == 0)
+            return slot;
+    }
+}
+
+static int members_grow(Members *members, const Buffer *out) {
+    if (members->count == members->capacity) {
+        Py_ssize_t capacity = members->capacity ? members->capacity * 2 : 512;
+        Member *grown = PyMem_Realloc(members->members, capacity * sizeof(Member));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        members->members = grown;
+        members->capacity = capacity;
+    }
+    if (2 * (members->count + 1) <= members->slot_count)
+        return 0;
+    Py_ssize_t slot_count = members->slot_count ? members->slot_count * 2 : 1024;
+    Py_ssize_t *slots = PyMem_Calloc(slot_count, sizeof(Py_ssize_t));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyMem_Free(members->slots);
+    members->slots = slots;
+    members->slot_count = slot_count;
+    for (Py_ssize_t i = 0; i < members->count; i++) {
+        const Member *member = &members->members[i];
+        Py_ssize_t length;
+        const unsigned char *name = member_name(out, member, &length);
+        if (!member->duplicate)
+            members->slots[members_slot(members, out, member->hash, name, length)] = i + 1;
+    }
+    return 0;
+}
+
+/* Record the member whose bytes (name first) start at ``offset`` in ``out``; a name seen before is marked. */
+static Member *members_add(Members *members, const Buffer *out, Py_ssize_t offset) {
+    if (members_grow(members, out) < 0)
+        return NULL;
+    Py_ssize_t index = members->count++;
+    Member *member = &members->members[index];
+    memset(member, 0, sizeof(Member));
+    member->offset = offset;
+    member->last = index;
+    Py_ssize_t length;
+    const unsigned char *name = member_name(out, member, &length);
+    member->hash = name_hash(name, length);
+    Py_ssize_t slot = members_slot(members, out, member->hash, name, length);
+    if (members->slots[slot]) {
+        members->members[members->slots[slot] - 1].last = index;
+        member->duplicate = 1;
+        members->duplicates = 1;
+    } else {
+        members->slots[slot] = index + 1;
+    }
+    return member;
+}
+
+/* ``out`` with each name once, in the place of its first member, holding its last member's bytes. */
+static int members_compact(const Members *members, Buffer *out) {
+    Buffer compact = {NULL, 0, 0};
+    if (buffer_reserve(&compact, out->size) < 0)
+        return -1;
+    memcpy(compact.data, out->data, 8);
+    compact.size = 8;
+    uint32_t count = 0;
+    for (Py_ssize_t i = 0; i < members->count; i++) {
+        if (members->members[i].duplicate)
+            continue;
+        Py_ssize_t last = members->members[i].last;
+        Py_ssize_t start = members->members[last].offset;
+        Py_ssize_t stop = last + 1 < members->count ? members->members[last + 1].offset : out->size;
+        memcpy(compact.data + compact.size, out->data + start, stop - start);
+        compact.size += stop - start;
+        count++;
+    }
+    put_le(compact.data + 4, count, 4);
+    PyMem_Free(out->data);
+    *out = compact;
+    return 0;
+}
+
+/* After an element of an array that is refused: past the rest of the array, checking only its syntax. */
+static int skip_elements(Scan *s) {
+    while (1) {
+        skip_space(s);
+        if (s->p < s->end && *s->p == ']') {
+            s->p++;
+            return 0;
+        }
+        if (s->p >= s->end || *s->p != ',')
+            return invalid(s, "expected ',' or ']'");
+        s->p++;
+        if (skip_value(s, 3) < 0)
+            return -1;
+    }
+}
+
+/* A histogram member's value packed into ``out`` after its header, whose element count is at ``count_at``.
+ * A value that is not an array of finite numbers is scanned past and becomes ``problem``; its member keeps its
+ * name (to be found as a duplicate) and no elements. */
+static int pack_array(Scan *s, Buffer *out, Py_ssize_t count_at, Problem *problem) {
+    uint32_t elements = 0;
+    if (*s->p != '[') {
+        *problem = (Problem){"a histogram is not an array of numbers", s->p - s->start};
+        return skip_value(s, 2);
+    }
+    s->p++;
+    skip_space(s);
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        put_le(out->data + count_at, 0, 4);
+        return 0;
+    }
+    while (1) {
+        skip_space(s);
+        Py_ssize_t at = s->p - s->start;
+        if (s->p >= s->end || !(*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))) {
+            *problem = (Problem){"a histogram element is not a number", at};
+            if (skip_value(s, 3) < 0)
+                return -1;
+            break;
+        }
+        int64_t integer = 0;
+        double real = 0.0;
+        int kind = scan_number(s, &integer, &real);
+        if (kind < 0 || buffer_reserve(out, 9) < 0)
+            return -1;
+        if (kind == FLOAT && !isfinite(real)) {
+            *problem = (Problem){"a histogram element is beyond the largest float", at};
+            break;
+        }
+        uint64_t bits;
+        if (kind == FLOAT)
+            memcpy(&bits, &real, 8);
+        else
+            bits = (uint64_t)integer;
+        out->data[out->size] = (unsigned char)kind;
+        put_le(out->data + out->size + 1, bits, 8);
+        out->size += 9;
+        elements++;
+        skip_space(s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            continue;
+        }
+        if (s->p < s->end && *s->p == ']') {
+            s->p++;
+            put_le(out->data + count_at, elements, 4);
+            return 0;
+        }
+        return invalid(s, "expected ',' or ']'");
+    }
+    out->size = count_at + 4;
+    put_le(out->data + count_at, 0, 4);
+    return skip_elements(s);
+}
+
+/* At the '{' of "histograms": pack it into ``out`` (replacing what is there). A syntax error is a ValueError
+ * (-1); a value that parses but is not histograms is left in ``problem``, for the caller to raise. */
+static int pack_histograms(Scan *s, Buffer *out, Problem *problem) {
+    Members members = {NULL, 0, 0, NULL, 0, 0};
+    int result = -1;
+    *problem = (Problem){NULL, 0};
     out->size = 0;
     if (buffer_reserve(out, 8) < 0)
         return -1;
     memcpy(out->data, MAGIC, 4);
+    put_le(out->data + 4, 0, 4);
     out->size = 8;
-    uint32_t count = 0;
     s->p++;
     skip_space(s);
     if (s->p < s->end && *s->p == '}') {
         s->p++;
-        put_le(out->data + 4, 0, 4);
         return 0;
     }
     while (1) {
         const char *name;
         Py_ssize_t name_length;
         int escaped;
-        if (s->p >= s->end || *s->p != '"')
-            return invalid(s, "expected a histogram name");
+        if (s->p >= s->end || *s->p != '"') {
+            invalid(s, "expected a histogram name");
+            goto done;
+        }
+        Py_ssize_t name_at = s->p - s->start;
         if (scan_string(s, &name, &name_length, &escaped) < 0)
-            return -1;
-        if (escaped || name_length > 65535) {
-            PyErr_Format(PyExc_ValueError, "histogram name at character %zd has escapes or is too long",
-                         (Py_ssize_t)(name - s->start));
-            return -1;
-        }
+            goto done;
         skip_space(s);
-        if (s->p >= s->end || *s->p != ':')
-            return invalid(s, "expected ':'");
+        if (s->p >= s->end || *s->p != ':') {
+            invalid(s, "expected ':'");
+            goto done;
+        }
         s->p++;
         skip_space(s);
-        if (s->p >= s->end || *s->p != '[') {
-            return invalid(s, "a histogram is an array of numbers");
+        if (s->p >= s->end) {
+            invalid(s, "expected a value");
+            goto done;
         }
-        if (buffer_reserve(out, 14 + name_length) < 0)
-            return -1;
-        put_le(out->data + out->size, (uint64_t)name_length, 2);
-        memcpy(out->data + out->size + 2, name, name_length);
-        put_le(out->data + out->size + 2 + name_length, 1, 8);
-        Py_ssize_t count_at = out->size + 10 + name_length;
-        out->size = count_at + 4;
-        uint32_t elements = 0;
-        s->p++;
-        skip_space(s);
-        if (s->p < s->end && *s->p == ']') {
-            s->p++;
+        if (problem->what != NULL) { /* the whole object is refused already: only its syntax matters now */
+            if (skip_value(s, 2) < 0)
+                goto done;
         } else {
-            while (1) {
-                skip_space(s);
-                if (s->p >= s->end || !(*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))) {
-                    return invalid(s, "a histogram element is not a number");
-                }
-                int64_t integer = 0;
-                double real = 0.0;
-                int kind = scan_number(s, &integer, &real);
-                if (kind < 0 || buffer_reserve(out, 9) < 0)
-                    return -1;
-                uint64_t bits;
-                if (kind)
-                    memcpy(&bits, &real, 8);
-                else
-                    bits = (uint64_t)integer;
-                out->data[out->size] = (unsigned char)kind;
-                put_le(out->data + out->size + 1, bits, 8);
-                out->size += 9;
-                elements++;
-                skip_space(s);
-                if (s->p < s->end && *s->p == ',') {
-                    s->p++;
-                    continue;
-                }
-                if (s->p < s->end && *s->p == ']') {
-                    s->p++;
-                    break;
-                }
-                return invalid(s, "expected ',' or ']'");
+            Py_ssize_t offset = out->size;
+            if (buffer_reserve(out, HEADER_BYTES + name_length) < 0)
+                goto done;
+            unsigned char *packed_name = out->data + offset + 2;
+            Py_ssize_t length = name_length;
+            if (escaped)
+                length = unescape(name, name_length, packed_name);
+            else
+                memcpy(packed_name, name, name_length);
+            if (length < 0 || length > 65535) {
+                *problem = (Problem){length < 0 ? "a histogram name is not valid Unicode (a lone surrogate)"
+                                                : "a histogram name is longer than 65,535 bytes", name_at};
+                if (skip_value(s, 2) < 0)
+                    goto done;
+            } else {
+                put_le(out->data + offset, (uint64_t)length, 2);
+                put_le(packed_name + length, 1, 8);
+                out->size = offset + HEADER_BYTES + length;
+                Member *member = members_add(&members, out, offset);
+                if (member == NULL || pack_array(s, out, out->size - 4, &member->problem) < 0)
+                    goto done;
             }
         }
-        put_le(out->data + count_at, elements, 4);
-        count++;
         skip_space(s);
         if (s->p < s->end && *s->p == ',') {
             s->p++;
@@ -613,11 +979,37 @@ static int pack_histograms(Scan *s, Buffer *out) {
         }
         if (s->p < s->end && *s->p == '}') {
             s->p++;
-            put_le(out->data + 4, count, 4);
-            return 0;
+            break;
         }
-        return invalid(s, "expected ',' or '}'");
+        invalid(s, "expected ',' or '}'");
+        goto done;
     }
+    result = 0;
+    if (problem->what != NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < members.count; i++) {
+        const Member *member = &members.members[i];
+        if (!member->duplicate && members.members[member->last].problem.what != NULL) {
+            *problem = members.members[member->last].problem;
+            goto done;
+        }
+    }
+    if (members.duplicates)
+        result = members_compact(&members, out);
+    else
+        put_le(out->data + 4, (uint64_t)members.count, 4);
+done:
+    members_free(&members);
+    return result;
+}
+
+static int is_histograms(const char *key, Py_ssize_t length, int escaped) {
+    unsigned char decoded[60];
+    if (escaped && length <= 60) {
+        length = unescape(key, length, decoded);
+        key = (const char *)decoded;
+    }
+    return length == 10 && memcmp(key, "histograms", 10) == 0;
 }
 
 static PyObject *histograms_of(PyObject *module, PyObject *text) {
@@ -625,8 +1017,13 @@ static PyObject *histograms_of(PyObject *module, PyObject *text) {
     const char *data;
     if (PyUnicode_Check(text)) {
         data = PyUnicode_AsUTF8AndSize(text, &length);
-        if (data == NULL)
+        if (data == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_ValueError, "the ping is not valid Unicode (it has a lone surrogate)");
+            }
             return NULL;
+        }
     } else if (PyBytes_Check(text)) {
         data = PyBytes_AS_STRING(text);
         length = PyBytes_GET_SIZE(text);
@@ -636,7 +1033,7 @@ static PyObject *histograms_of(PyObject *module, PyObject *text) {
     }
     Scan s = {data, data, data + length};
     Buffer out = {NULL, 0, 0};
-    int found = 0;
+    Problem problem = {"the ping has no \"histograms\"", 0};
     skip_space(&s);
     if (s.p >= s.end || *s.p != '{') {
         invalid(&s, "not a JSON object");
@@ -664,16 +1061,16 @@ static PyObject *histograms_of(PyObject *module, PyObject *text) {
             }
             s.p++;
             skip_space(&s);
-            if (!escaped && key_length == 10 && memcmp(key, "histograms", 10) == 0) {
-                if (s.p >= s.end || *s.p != '{') {
-                    PyErr_SetString(PyExc_ValueError, "\"histograms\" is not an object");
+            if (!is_histograms(key, key_length, escaped)) {
+                if (skip_value(&s, 1) < 0)
                     goto fail;
-                }
-                if (pack_histograms(&s, &out) < 0)
+            } else if (s.p < s.end && *s.p == '{') {
+                if (pack_histograms(&s, &out, &problem) < 0)
                     goto fail;
-                found = 1;
-            } else if (skip_value(&s, 1) < 0) {
-                goto fail;
+            } else {
+                problem = (Problem){"\"histograms\" is not an object", s.p - s.start};
+                if (skip_value(&s, 1) < 0)
+                    goto fail;
             }
             skip_space(&s);
             if (s.p < s.end && *s.p == ',') {
@@ -694,8 +1091,8 @@ static PyObject *histograms_of(PyObject *module, PyObject *text) {
         invalid(&s, "extra data after the JSON object");
         goto fail;
     }
-    if (!found) {
-        PyErr_SetString(PyExc_ValueError, "the ping has no \"histograms\"");
+    if (problem.what != NULL) {
+        PyErr_Format(PyExc_ValueError, "%s (at character %zd of the ping)", problem.what, problem.at);
         goto fail;
     }
     PyObject *packed = PyBytes_FromStringAndSize((const char *)out.data, out.size);
@@ -705,6 +1102,8 @@ fail:
     PyMem_Free(out.data);
     return NULL;
 }
+
+/* ---- merging ------------------------------------------------------------------------------ */
 
 /* Where each histogram of the previous packed set went: pings of one build list the same names in the
  * same order, so a name is matched by comparing bytes, with no Python string or dict lookup. */
@@ -742,16 +1141,31 @@ static void hints_free(Hints *hints) {
     PyMem_Free(hints->positions);
 }
 
+static int damaged(const char *what) {
+    PyErr_Format(PyExc_ValueError, "packed histogram data is damaged: %s", what);
+    return -1;
+}
+
+/* A packed name as a str; damage if it is not UTF-8. */
+static PyObject *decode_name(const unsigned char *name, Py_ssize_t length) {
+    PyObject *decoded = PyUnicode_DecodeUTF8((const char *)name, length, "strict");
+    if (decoded == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+        damaged("a histogram name is not UTF-8");
+    }
+    return decoded;
+}
+
 /* The sums for the histogram named by [name, name + length), the h-th of its set. */
 static Sums *packed_sums(SumsTable *table, PyObject *index, Hints *hints, Py_ssize_t h, const unsigned char *name,
-                         Py_ssize_t name_length, Py_ssize_t length, PyObject **decoded) {
-    *decoded = NULL;
+                         Py_ssize_t name_length, Py_ssize_t length) {
     if (hints->lengths[h] == name_length && memcmp(hints->names[h], name, name_length) == 0)
         return &table->items[hints->positions[h]];
-    *decoded = PyUnicode_DecodeUTF8((const char *)name, name_length, "strict");
-    if (*decoded == NULL)
+    PyObject *decoded = decode_name(name, name_length);
+    if (decoded == NULL)
         return NULL;
-    Sums *sums = find_sums(table, index, *decoded, length);
+    Sums *sums = find_sums(table, index, decoded, length);
+    Py_DECREF(decoded);
     if (sums != NULL) {
         hints->names[h] = name;
         hints->lengths[h] = name_length;
@@ -760,86 +1174,125 @@ static Sums *packed_sums(SumsTable *table, PyObject *index, Hints *hints, Py_ssi
     return sums;
 }
 
-/* Partial doubles stored after a packed histogram's elements (those of its kind-2 elements). */
-static Py_ssize_t packed_partials(const unsigned char *elements, Py_ssize_t length) {
-    Py_ssize_t partials = 0;
-    for (Py_ssize_t i = 0; i < length; i++)
-        if (elements[9 * i] == 2)
-            partials += (Py_ssize_t)get_le(elements + 9 * i + 1, 8);
+static const char *BAD_ELEMENTS = "an element has an unknown kind, a float that is not finite, or partials cut short";
+
+/* The partials after a packed histogram's ``length`` elements, checked against the ``room`` bytes that follow
+ * the elements: -1 if an element has an unknown kind or a float that is not finite, or the partials do not fit
+ * or are not finite. (For a refused histogram: add_elements checks the others as it adds them.) */
+static Py_ssize_t packed_partials(const unsigned char *elements, Py_ssize_t length, Py_ssize_t room) {
+    Py_ssize_t partials = 0, fit = room / 8;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char kind = elements[9 * i];
+        if (kind == INTEGER)
+            continue;
+        uint64_t bits = get_le(elements + 9 * i + 1, 8);
+        if (kind == FLOAT ? !finite_bits(bits) : kind != EXACT || bits > (uint64_t)(fit - partials))
+            return -1;
+        if (kind == EXACT)
+            partials += (Py_ssize_t)bits;
+    }
+    for (Py_ssize_t t = 0; t < partials; t++)
+        if (!finite_bits(get_le(elements + 9 * length + 8 * t, 8)))
+            return -1;
     return partials;
 }
 
-/* Add every histogram of a packed set; -1 with an exception set if it is damaged. */
-static int add_packed(SumsTable *table, PyObject *index, PyObject *refused, Hints *hints, PyObject *packed) {
+/* Add one packed histogram's elements, and the partials after them (up to ``end``), into ``sums``, checking
+ * every kind, float and count before using it: the number of partials, or -1 with an exception set. */
+static Py_ssize_t add_elements(Sums *sums, const unsigned char *elements, const unsigned char *end,
+                               const unsigned char *name, Py_ssize_t name_length) {
+    const Py_ssize_t length = sums->length;
+    int64_t *ints = sums->ints, *carries = sums->carries;
+    const unsigned char *first_partial = elements + 9 * length, *partial = first_partial;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char kind = elements[9 * i];
+        uint64_t bits = get_le(elements + 9 * i + 1, 8);
+        if (kind == INTEGER) {
+            add_integer(ints, carries, i, (int64_t)bits);
+            continue;
+        }
+        if (kind == FLOAT ? !finite_bits(bits) : kind != EXACT || bits > (uint64_t)((end - partial) / 8))
+            return damaged(BAD_ELEMENTS);
+        sums->saw_float[i] = 1;
+        Py_ssize_t terms = kind == FLOAT ? 1 : (Py_ssize_t)bits;
+        for (Py_ssize_t t = 0; t < terms; t++) {
+            double real;
+            uint64_t term = kind == FLOAT ? bits : get_le(partial, 8);
+            partial += kind == FLOAT ? 0 : 8;
+            if (!finite_bits(term))
+                return damaged(BAD_ELEMENTS);
+            memcpy(&real, &term, 8);
+            int failure = exact_add(&sums->floats[i], real);
+            if (failure) {
+                PyObject *key = failure == NOT_FINITE ? decode_name(name, name_length) : NULL;
+                if (key != NULL)
+                    not_finite(failure, key, i);
+                Py_XDECREF(key);
+                return -1;
+            }
+        }
+    }
+    return (partial - first_partial) / 8;
+}
+
+/* Add every histogram of packed set number ``set``; -1 with an exception set if it is damaged. */
+static int add_packed(SumsTable *table, PyObject *index, PyObject *refused, Hints *hints, PyObject *packed,
+                      Py_ssize_t set) {
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(packed);
     const unsigned char *end = p + PyBytes_GET_SIZE(packed);
-    if (end - p < 8 || memcmp(p, MAGIC, 4) != 0) {
-        PyErr_SetString(PyExc_ValueError, "not a packed histogram set");
-        return -1;
-    }
+    if (end - p < 8 || memcmp(p, MAGIC, 4) != 0)
+        return damaged("it does not start with a packed set's header");
     Py_ssize_t count = (Py_ssize_t)get_le(p + 4, 4);
+    if (count > (end - p - 8) / HEADER_BYTES)
+        return damaged("it counts more histograms than its bytes can hold");
     if (hints_reserve(hints, count) < 0)
         return -1;
     p += 8;
     for (Py_ssize_t h = 0; h < count; h++) {
-        if (end - p < 2 || end - p < 14 + (Py_ssize_t)get_le(p, 2))
-            goto damaged;
+        if (end - p < HEADER_BYTES || end - p - HEADER_BYTES < (Py_ssize_t)get_le(p, 2))
+            return damaged("a histogram is cut short");
         Py_ssize_t name_length = (Py_ssize_t)get_le(p, 2);
         const unsigned char *name = p + 2;
         p += 2 + name_length;
-        long long pings = (long long)get_le(p, 8);
+        uint64_t pings = get_le(p, 8);
         Py_ssize_t length = (Py_ssize_t)get_le(p + 8, 4);
         p += 12;
+        if (pings > INT64_MAX)
+            return damaged("a histogram's pings do not fit in 63 bits");
         if ((end - p) / 9 < length)
-            goto damaged;
-        Py_ssize_t partials = packed_partials(p, length);
-        if (partials < 0 || (end - p - 9 * length) / 8 < partials)
-            goto damaged;
-        const unsigned char *partial = p + 9 * length;
-        PyObject *decoded;
-        Sums *sums = packed_sums(table, index, hints, h, name, name_length, length, &decoded);
-        if (sums == NULL) {
-            Py_XDECREF(decoded);
+            return damaged("a histogram's elements are cut short");
+        Sums *sums = packed_sums(table, index, hints, h, name, name_length, length);
+        if (sums == NULL)
             return -1;
-        }
+        if (sums->last_set == set)
+            return damaged("a histogram name appears twice in one set");
+        sums->last_set = set;
+        Py_ssize_t partials;
         if (sums->length != length) {
-            PyObject *key = decoded ? decoded : PyUnicode_DecodeUTF8((const char *)name, name_length, "strict");
-            int failed = key == NULL || refuse(refused, key, pings);
+            partials = packed_partials(p, length, end - p - 9 * length);
+            if (partials < 0)
+                return damaged(BAD_ELEMENTS);
+            PyObject *key = decode_name(name, name_length);
+            int failed = key == NULL || refuse(refused, key, (long long)pings);
             Py_XDECREF(key);
             if (failed)
                 return -1;
         } else {
-            Py_XDECREF(decoded);
-            int64_t *ints = sums->ints;
-            for (Py_ssize_t i = 0; i < length; i++) {
-                unsigned char kind = p[9 * i];
-                uint64_t bits = get_le(p + 9 * i + 1, 8);
-                if (kind == 0) {
-                    ints[i] += (int64_t)bits;
-                    continue;
-                }
-                sums->saw_float[i] = 1;
-                Py_ssize_t terms = kind == 1 ? 1 : (Py_ssize_t)bits;
-                for (Py_ssize_t t = 0; t < terms; t++) {
-                    double real;
-                    uint64_t term = kind == 1 ? bits : get_le(partial, 8);
-                    partial += kind == 1 ? 0 : 8;
-                    memcpy(&real, &term, 8);
-                    if (exact_add(&sums->floats[i], real) < 0)
-                        return -1;
-                }
-            }
-            sums->pings += pings;
+            partials = add_elements(sums, p, end, name, name_length);
+            if (partials < 0)
+                return -1;
+            sums->pings += (long long)pings;
         }
         p += 9 * length + 8 * partials;
     }
+    if (p != end)
+        return damaged("bytes follow its last histogram");
     return 0;
-damaged:
-    PyErr_SetString(PyExc_ValueError, "a packed histogram set is damaged");
-    return -1;
 }
 
-static PyObject *sums_to_python(const Sums *sums) {
+static PyObject *sums_to_python(const Sums *sums, PyObject *name) {
+    if (check_totals(sums, name) < 0)
+        return NULL;
     PyObject *list = PyList_New(sums->length);
     if (list == NULL)
         return NULL;
@@ -847,10 +1300,11 @@ static PyObject *sums_to_python(const Sums *sums) {
         PyObject *value;
         if (sums->saw_float[i]) {
             Exact total;
-            if (exact_with_integer(&sums->floats[i], sums->ints[i], &total) < 0) {
+            int failure = exact_with_integer(&sums->floats[i], sums->ints[i], &total);
+            if (failure) {
                 PyMem_Free(total.items);
                 Py_DECREF(list);
-                return NULL;
+                return not_finite(failure, name, i), NULL;
             }
             value = PyFloat_FromDouble(exact_round(&total));
             PyMem_Free(total.items);
@@ -863,7 +1317,7 @@ static PyObject *sums_to_python(const Sums *sums) {
         }
         PyList_SET_ITEM(list, i, value);
     }
-    return Py_BuildValue("(LN)", sums->pings, list);
+    return Py_BuildValue("(LN)", (long long)sums->pings, list);
 }
 
 typedef struct {
@@ -894,7 +1348,7 @@ static int merge_values(Merge *merge, PyObject *values) {
     for (Py_ssize_t v = 0; v < PySequence_Fast_GET_SIZE(fast) && result == 0; v++) {
         PyObject *histograms = PySequence_Fast_GET_ITEM(fast, v);
         if (PyBytes_Check(histograms)) {
-            result = add_packed(&merge->table, merge->index, merge->refused, &merge->hints, histograms);
+            result = add_packed(&merge->table, merge->index, merge->refused, &merge->hints, histograms, v + 1);
         } else if (PyDict_Check(histograms)) {
             Py_ssize_t position = 0;
             PyObject *name, *entry;
@@ -918,7 +1372,7 @@ static PyObject *merge_sets(PyObject *module, PyObject *values) {
     Py_ssize_t position = 0;
     PyObject *name, *number;
     while (PyDict_Next(merge.index, &position, &name, &number)) {
-        PyObject *value = sums_to_python(&merge.table.items[PyLong_AsSsize_t(number)]);
+        PyObject *value = sums_to_python(&merge.table.items[PyLong_AsSsize_t(number)], name);
         if (value == NULL || PyDict_SetItem(merged, name, value) < 0) {
             Py_XDECREF(value);
             goto fail;
@@ -935,6 +1389,52 @@ fail:
     return NULL;
 }
 
+/* Append one histogram's sums to ``out`` in the packed format: -1 with an exception set if they cannot be. */
+static int pack_sums(Buffer *out, const Sums *sums, PyObject *name) {
+    Py_ssize_t name_length;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(name, &name_length);
+    if (utf8 == NULL || check_totals(sums, name) < 0)
+        return -1;
+    if (name_length > 65535) {
+        PyErr_Format(PyExc_ValueError, "histogram %R: the name is too long to pack (over 65,535 bytes)", name);
+        return -1;
+    }
+    if (buffer_reserve(out, HEADER_BYTES + name_length + 9 * sums->length) < 0)
+        return -1;
+    unsigned char *p = out->data + out->size;
+    put_le(p, (uint64_t)name_length, 2);
+    memcpy(p + 2, utf8, name_length);
+    put_le(p + 2 + name_length, (uint64_t)sums->pings, 8);
+    put_le(p + 10 + name_length, (uint64_t)sums->length, 4);
+    Py_ssize_t elements = out->size + HEADER_BYTES + name_length;
+    for (Py_ssize_t i = 0; i < sums->length; i++) {
+        p = out->data + elements + 9 * i;
+        p[0] = sums->saw_float[i] ? EXACT : INTEGER;
+        put_le(p + 1, sums->saw_float[i] ? 0 : (uint64_t)sums->ints[i], 8);
+    }
+    out->size = elements + 9 * sums->length;
+    /* Float columns: their exact sum (the integers folded in), as partials after the elements. */
+    for (Py_ssize_t i = 0; i < sums->length; i++) {
+        if (!sums->saw_float[i])
+            continue;
+        Exact total;
+        int failure = exact_with_integer(&sums->floats[i], sums->ints[i], &total);
+        if (failure || buffer_reserve(out, 8 * total.count) < 0) {
+            PyMem_Free(total.items);
+            return failure ? not_finite(failure, name, i) : -1;
+        }
+        put_le(out->data + elements + 9 * i + 1, (uint64_t)total.count, 8);
+        for (int t = 0; t < total.count; t++) {
+            uint64_t term;
+            memcpy(&term, &total.items[t], 8);
+            put_le(out->data + out->size + 8 * t, term, 8);
+        }
+        out->size += 8 * total.count;
+        PyMem_Free(total.items);
+    }
+    return 0;
+}
+
 static PyObject *merge_packed(PyObject *module, PyObject *values) {
     Merge merge;
     Buffer out = {NULL, 0, 0};
@@ -945,51 +1445,9 @@ static PyObject *merge_packed(PyObject *module, PyObject *values) {
     out.size = 8;
     Py_ssize_t position = 0;
     PyObject *name, *number;
-    while (PyDict_Next(merge.index, &position, &name, &number)) {
-        const Sums *sums = &merge.table.items[PyLong_AsSsize_t(number)];
-        Py_ssize_t name_length;
-        const char *utf8 = PyUnicode_AsUTF8AndSize(name, &name_length);
-        if (utf8 == NULL || buffer_reserve(&out, 14 + name_length + 9 * sums->length) < 0)
+    while (PyDict_Next(merge.index, &position, &name, &number))
+        if (pack_sums(&out, &merge.table.items[PyLong_AsSsize_t(number)], name) < 0)
             goto fail;
-        if (name_length > 65535) {
-            PyErr_Format(PyExc_ValueError, "histogram name %R is too long to pack", name);
-            goto fail;
-        }
-        unsigned char *p = out.data + out.size;
-        put_le(p, (uint64_t)name_length, 2);
-        memcpy(p + 2, utf8, name_length);
-        put_le(p + 2 + name_length, (uint64_t)sums->pings, 8);
-        put_le(p + 10 + name_length, (uint64_t)sums->length, 4);
-        p += 14 + name_length;
-        for (Py_ssize_t i = 0; i < sums->length; i++, p += 9) {
-            p[0] = sums->saw_float[i] ? 2 : 0;
-            put_le(p + 1, sums->saw_float[i] ? 0 : (uint64_t)sums->ints[i], 8);
-        }
-        out.size = p - out.data;
-        /* Float columns: their exact sum (the integers folded in), as partials after the elements. */
-        unsigned char *elements = p - 9 * sums->length;
-        for (Py_ssize_t i = 0; i < sums->length; i++) {
-            if (!sums->saw_float[i])
-                continue;
-            Exact total;
-            Py_ssize_t offset = elements - out.data;
-            if (exact_with_integer(&sums->floats[i], sums->ints[i], &total) < 0 ||
-                buffer_reserve(&out, 8 * total.count) < 0) {
-                PyMem_Free(total.items);
-                goto fail;
-            }
-            elements = out.data + offset;
-            put_le(elements + 9 * i + 1, (uint64_t)total.count, 8);
-            for (int t = 0; t < total.count; t++) {
-                uint64_t term;
-                memcpy(&term, &total.items[t], 8);
-                put_le(out.data + out.size + 8 * t, term, 8);
-            }
-            out.size += 8 * total.count;
-            PyMem_Free(total.items);
-        }
-        p = out.data + out.size;
-    }
     PyObject *packed = PyBytes_FromStringAndSize((const char *)out.data, out.size);
     PyObject *result = packed ? Py_BuildValue("(NO)", packed, merge.refused) : NULL;
     PyMem_Free(out.data);

@@ -2,10 +2,14 @@
 
 Used where the extension was not built (no compiler at install time), and to
 read packed sets the extension wrote on another machine. See _histsum.c for
-the packed format. Sums are exact: integers in Python ints (64 bits in C),
-floats as non-overlapping partials (Shewchuk's algorithm, as in ``math.fsum``),
-rounded once at the end; so a merged value does not depend on how the values
-were grouped or ordered on their way (which machine, bundle or combine pass).
+the packed format. Sums are exact: integers in Python ints (128 bits in C),
+which must fit in 64 bits when written out, floats as non-overlapping partials
+(Shewchuk's algorithm, as in ``math.fsum``), rounded once at the end; so a
+merged value does not depend on how the values were grouped or ordered on
+their way (which machine, bundle or combine pass). Both twins refuse the same
+input: a ping that is not standard JSON, or whose histograms are not arrays of
+finite numbers, is a ValueError (a bad record); so is packed data that is
+damaged, and a sum beyond 64 bits or beyond the largest float.
 """
 
 from __future__ import annotations
@@ -19,6 +23,16 @@ MAGIC = b"HS1\0"
 INTEGER, FLOAT, EXACT = 0, 1, 2
 """Element kinds in the packed format."""
 
+HEADER = struct.Struct("<H")
+COUNTS = struct.Struct("<QI")
+ELEMENT = struct.Struct("<BQ")
+HEADER_BYTES = 14
+"""A histogram's u16 name length, u64 pings and u32 element count."""
+
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+MAX_NAME_BYTES = 65535
+INFINITY = math.inf
+
 
 class Exact(tuple):
     """An exact float sum: its partials, smallest first. ``float()`` of it is the correctly rounded sum."""
@@ -29,20 +43,57 @@ class Exact(tuple):
 
 def histograms_of(text: str | bytes) -> dict[str, list]:
     """A ping's ``histograms``, checked as the C version checks them (returned as a dict, not packed)."""
-    ping = loads(text)
-    histograms = ping.get("histograms") if type(ping) is dict else None
+    ping = loads(_utf8(text), standard=True)
+    if type(ping) is not dict:
+        raise ValueError("the ping is not a JSON object")
+    if "histograms" not in ping:
+        raise ValueError('the ping has no "histograms"')
+    histograms = ping["histograms"]
     if type(histograms) is not dict:
-        raise ValueError('the ping has no "histograms" object')
-    for array in histograms.values():
+        raise ValueError('"histograms" is not an object')
+    for name, array in histograms.items():
+        _check_name(name)
         if type(array) is not list:
-            raise ValueError("a histogram is an array of numbers")
+            raise ValueError(f"histogram {name!r} is not an array of numbers")
+        if INFINITY in array or -INFINITY in array:
+            raise ValueError(f"histogram {name!r}: an element is beyond the largest float")
         for position, value in enumerate(array):
             if type(value) is int:
-                if not -2**63 <= value < 2**63:
-                    array[position] = float(value)  # past 64 bits, as the C version (and orjson) read it
+                if not INT64_MIN <= value <= INT64_MAX:
+                    array[position] = _beyond_64_bits(name, value)
             elif type(value) is not float:
-                raise ValueError("a histogram element is not a number")
+                raise ValueError(f"histogram {name!r}: an element is not a number")
     return histograms
+
+
+def _utf8(text: str | bytes) -> bytes:
+    if isinstance(text, bytes):
+        return text
+    if not isinstance(text, str):
+        raise TypeError(f"histograms_of takes a ping's JSON text, not {type(text).__name__}")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the ping is not valid Unicode (it has a lone surrogate)") from None
+
+
+def _check_name(name: str) -> None:
+    if name.isascii() and len(name) <= MAX_NAME_BYTES:
+        return
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a histogram name is not valid Unicode (a lone surrogate)") from None
+    if len(encoded) > MAX_NAME_BYTES:
+        raise ValueError("a histogram name is longer than 65,535 bytes")
+
+
+def _beyond_64_bits(name: str, value: int) -> float:
+    """An integer past 64 bits as a float, as the C version (and orjson) read it."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"histogram {name!r}: an element is beyond the largest float") from None
 
 
 def merge_sets(values: list) -> tuple[dict, dict]:
@@ -65,46 +116,104 @@ def merge_packed(values: list) -> tuple[bytes, dict]:
 
 def _merge(values: list) -> tuple[dict, dict]:
     groups: dict[str, list] = {}
+    refused: dict[str, int] = {}
     for histograms in values:
-        if type(histograms) is bytes:
-            histograms = unpack(histograms)
-        elif type(histograms) is not dict:
+        if isinstance(histograms, bytes):
+            entries = unpack(histograms).items()
+        elif isinstance(histograms, dict):
+            entries = [(name, _entry(name, entry)) for name, entry in histograms.items()]
+        else:
             raise TypeError(f"a histogram set is a dict of name -> array or packed bytes, "
                             f"got {type(histograms).__name__}")
-        for name, entry in histograms.items():
-            groups.setdefault(name, []).append(entry if type(entry) is tuple else (1, entry))
-    merged, refused = {}, {}
-    for name, entries in groups.items():
-        length = len(entries[0][1])
-        kept = [entry for entry in entries if len(entry[1]) == length]
-        if len(kept) < len(entries):
-            refused[name] = sum(pings for pings, array in entries if len(array) != length)
-        merged[name] = (sum(pings for pings, _ in kept), [_column_sum(column) for column in
-                                                          zip(*(array for _, array in kept))])
-    return merged, refused
+        for name, entry in entries:
+            group = groups.setdefault(name, [entry])
+            if group[0] is entry:
+                continue
+            if len(entry[1]) == len(group[0][1]):
+                group.append(entry)
+            else:  # another bucket layout than the first array of this name
+                refused[name] = refused.get(name, 0) + entry[0]
+    summed = {name: (sum(pings for pings, _ in entries),
+                     [_column_sum(name, position, column) for position, column in
+                      enumerate(zip(*(array for _, array in entries)))])
+              for name, entries in groups.items()}
+    # As in C: every element is added before any total is checked against 64 bits.
+    return {name: _checked(name, pings, columns) for name, (pings, columns) in summed.items()}, refused
 
 
-def _column_sum(column: tuple) -> int | Exact:
-    integers, partials, saw_float = 0, [], False
-    for value in column:
-        kind = type(value)
-        if kind is float:
-            _exact_add(partials, value)
-            saw_float = True
-        elif kind is Exact:
-            for term in value:
+def _entry(name: object, entry: object) -> tuple[int, list | tuple]:
+    """A dict set's entry as ``(pings, array)``, checked as the C version checks it."""
+    if type(name) is not str:
+        raise TypeError(f"a histogram name is a str, not {type(name).__name__}")
+    pings, array = 1, entry
+    if type(entry) is tuple:
+        if len(entry) != 2:
+            raise TypeError(f"histogram {name!r}: a merged entry is (pings, sums)")
+        pings, array = entry
+        if not isinstance(pings, int):
+            raise TypeError(f"histogram {name!r}: pings is {type(pings).__name__}, not an int")
+        if not 0 <= pings <= INT64_MAX:
+            raise ValueError(f"histogram {name!r}: pings {pings!r} is not from 0 to 2**63 - 1")
+    if not isinstance(array, (list, tuple)):
+        raise TypeError(f"histogram {name!r}: a histogram is a list of numbers, not {type(array).__name__}")
+    return pings, array
+
+
+def _column_sum(name: str, position: int, column: tuple) -> tuple[int, list | None]:
+    """``(integers, partials)``: the exact sum of the integers, and of the floats (None if there were none)."""
+    integers, partials = 0, None
+    try:
+        for value in column:
+            kind = type(value)
+            if kind is not int and kind is not float and kind is not Exact:
+                value, kind = _number(name, position, value)
+            if kind is int:
+                if not INT64_MIN <= value <= INT64_MAX:
+                    raise ValueError(f"histogram {name!r}: value {value!r} does not fit in 64 bits")
+                integers += value
+                continue
+            partials = [] if partials is None else partials
+            for term in (value,) if kind is float else value:
                 _exact_add(partials, term)
-            saw_float = True
-        elif isinstance(value, int):
-            integers += value
-        else:
-            raise TypeError(f"a histogram element is {kind.__name__}, not a number")
-    if not saw_float:
-        return integers
+    except OverflowError:
+        raise _not_finite(name, position) from None
+    return integers, partials
+
+
+def _number(name: str, position: int, value: object) -> tuple[int | float, type]:
+    """A bool or another subclass of int or float as the plain number it is (C reads them so); else TypeError."""
+    if isinstance(value, int):
+        return int(value), int
+    if isinstance(value, float):
+        return float(value), float
+    raise TypeError(f"histogram {name!r}: element {position} is {type(value).__name__}, not a number")
+
+
+def _checked(name: str, pings: int, columns: list) -> tuple[int, list]:
+    """The totals of one histogram, each within the 64 bits it is written in; float columns made Exact."""
+    if pings > INT64_MAX:
+        raise ValueError(f"histogram {name!r}: the number of pings does not fit in 64 bits")
+    for position, (integers, _) in enumerate(columns):
+        if not INT64_MIN <= integers <= INT64_MAX:
+            raise ValueError(f"histogram {name!r}: the sum of element {position} does not fit in 64 bits")
+    return pings, [integers if partials is None else _with_integer(name, position, partials, integers)
+                   for position, (integers, partials) in enumerate(columns)]
+
+
+def _with_integer(name: str, position: int, partials: list, integers: int) -> Exact:
+    """The exact float sum with the column's integers folded in (as two doubles, exactly)."""
     high = float(integers)
-    _exact_add(partials, high)
-    _exact_add(partials, float(integers - int(high)))
+    try:
+        _exact_add(partials, high)
+        _exact_add(partials, float(integers - int(high)))
+    except OverflowError:
+        raise _not_finite(name, position) from None
     return Exact(partials)
+
+
+def _not_finite(name: str, position: int) -> ValueError:
+    return ValueError(f"histogram {name!r}: the sum of element {position} is not a finite number "
+                      "(NaN or infinity in the data, or beyond the largest float)")
 
 
 def _exact_add(partials: list, x: float) -> None:
@@ -120,7 +229,7 @@ def _exact_add(partials: list, x: float) -> None:
             kept += 1
         x = high
     if not math.isfinite(x):
-        raise OverflowError("a histogram's sum is too large for a float")
+        raise OverflowError("a histogram's sum is not a finite float")
     partials[kept:] = [x]
 
 
@@ -129,11 +238,13 @@ def pack(merged: dict) -> bytes:
     out = [MAGIC, struct.pack("<I", len(merged))]
     for name, (pings, columns) in merged.items():
         encoded = name.encode()
-        out.append(struct.pack("<H", len(encoded)) + encoded + struct.pack("<QI", pings, len(columns)))
+        if len(encoded) > MAX_NAME_BYTES:
+            raise ValueError(f"histogram {name!r}: the name is too long to pack (over 65,535 bytes)")
+        out.append(HEADER.pack(len(encoded)) + encoded + COUNTS.pack(pings, len(columns)))
         extra = []
         for value in columns:
             if type(value) is Exact:
-                out.append(struct.pack("<BQ", EXACT, len(value)))
+                out.append(ELEMENT.pack(EXACT, len(value)))
                 extra.extend(value)
             elif type(value) is float:
                 out.append(struct.pack("<Bd", FLOAT, value))
@@ -143,26 +254,70 @@ def pack(merged: dict) -> bytes:
     return b"".join(out)
 
 
+class Damaged(ValueError):
+    """Packed histogram data that is not what a packer wrote."""
+
+    def __init__(self, what: str):
+        super().__init__(f"packed histogram data is damaged: {what}")
+
+
 def unpack(packed: bytes) -> dict[str, tuple[int, list]]:
-    """A packed set as ``{name: (pings, [int | float | Exact])}``."""
-    if packed[:4] != MAGIC:
-        raise ValueError("not a packed histogram set")
+    """A packed set as ``{name: (pings, [int | float | Exact])}``; ``Damaged`` (a ValueError) if it is damaged:
+    every length, kind and count is checked before it is used, as the C version checks them."""
+    size = len(packed)
+    if size < 8 or packed[:4] != MAGIC:
+        raise Damaged("it does not start with a packed set's header")
     (count,) = struct.unpack_from("<I", packed, 4)
+    if count > (size - 8) // HEADER_BYTES:
+        raise Damaged("it counts more histograms than its bytes can hold")
     offset, histograms = 8, {}
     for _ in range(count):
-        (name_length,) = struct.unpack_from("<H", packed, offset)
-        name = packed[offset + 2:offset + 2 + name_length].decode()
-        pings, length = struct.unpack_from("<QI", packed, offset + 2 + name_length)
-        offset += 14 + name_length
-        columns, partials = [], offset + 9 * length
-        for at in range(offset, offset + 9 * length, 9):
-            kind = packed[at]
-            if kind == EXACT:
-                (terms,) = struct.unpack_from("<Q", packed, at + 1)
-                columns.append(Exact(struct.unpack_from(f"<{terms}d", packed, partials)))
-                partials += 8 * terms
-            else:
-                columns.append(struct.unpack_from("<d" if kind == FLOAT else "<q", packed, at + 1)[0])
+        if size - offset < HEADER_BYTES or size - offset - HEADER_BYTES < HEADER.unpack_from(packed, offset)[0]:
+            raise Damaged("a histogram is cut short")
+        (name_length,) = HEADER.unpack_from(packed, offset)
+        name = _packed_name(packed[offset + 2:offset + 2 + name_length])
+        pings, length = COUNTS.unpack_from(packed, offset + 2 + name_length)
+        offset += HEADER_BYTES + name_length
+        if pings > INT64_MAX:
+            raise Damaged("a histogram's pings do not fit in 63 bits")
+        if (size - offset) // 9 < length:
+            raise Damaged("a histogram's elements are cut short")
+        columns, offset = _packed_columns(packed, offset, length)
+        if name in histograms:
+            raise Damaged("a histogram name appears twice in one set")
         histograms[name] = (pings, columns)
-        offset = partials
+    if offset != size:
+        raise Damaged("bytes follow its last histogram")
     return histograms
+
+
+def _packed_name(encoded: bytes) -> str:
+    try:
+        return encoded.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Damaged("a histogram name is not UTF-8") from None
+
+
+def _packed_columns(packed: bytes, offset: int, length: int) -> tuple[list, int]:
+    """The ``length`` elements at ``offset`` and the partials after them, checked; and the offset past them."""
+    columns, partials = [], offset + 9 * length
+    room = (len(packed) - partials) // 8
+    for at in range(offset, offset + 9 * length, 9):
+        kind, bits = ELEMENT.unpack_from(packed, at)
+        if kind == INTEGER:
+            columns.append(bits - 2**64 if bits > INT64_MAX else bits)
+        elif kind == FLOAT:
+            columns.append(_finite(struct.unpack_from("<d", packed, at + 1)[0]))
+        elif kind == EXACT and bits <= room:
+            columns.append(Exact(_finite(term) for term in struct.unpack_from(f"<{bits}d", packed, partials)))
+            partials += 8 * bits
+            room -= bits
+        else:
+            raise Damaged("an element has an unknown kind, a float that is not finite, or partials cut short")
+    return columns, partials
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise Damaged("an element has an unknown kind, a float that is not finite, or partials cut short")
+    return value

@@ -32,9 +32,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     convert.add_argument("inputs", nargs="+", metavar="INPUT", help="record logs or uuid<TAB>json exports")
     convert.add_argument("--storage", required=True, metavar="DIR", help="root of the storage layout")
     convert.add_argument("--histogram-cache", metavar="DIR",
-                         help="Histograms.json per revision, as DIR/<rev>/Histograms.json (filled by fetching)")
+                         help="definitions per revision: DIR/<rev>/Histograms.json filled by hand (trusted whatever "
+                              "repository a payload names), DIR/<host>/<repository path>/<rev>/Histograms.json "
+                              "filled by fetching")
     convert.add_argument("--revision-url", metavar="TEMPLATE", type=revision_url_template,
-                         help="where to fetch a revision's Histograms.json, with {repo} and {rev} "
+                         help="where to fetch a revision's Histograms.json, with {repo} (the allowed repository's "
+                              "URL, with the scheme of its --repository prefix) and {rev} "
                               "(default: {repo}/raw-file/{rev}/toolkit/components/telemetry/Histograms.json)")
     convert.add_argument("--repository", action="append", default=[], type=repository_prefix, metavar="URL",
                          help="also fetch definitions for payloads naming a repository under this URL prefix, "

@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo-data
 
+EXTENSION := mapreduce/_histsum$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+
 .PHONY: demo test system-deps clean
 
 $(BIN)/mr: setup.py pyproject.toml
@@ -12,6 +14,11 @@ $(BIN)/mr: setup.py pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
+
+# The C extension, rebuilt in place when its source changes (the editable install above builds it the first
+# time). Without a compiler this warns and builds nothing, and the Python twin is used.
+$(EXTENSION): mapreduce/_histsum.c | $(BIN)/mr
+	$(BIN)/python setup.py --quiet build_ext --inplace
 
 # Command-line tools the tests and benchmarks compare against (xz, lz4), and the
 # sshd and ssh client the cluster tests run a real cluster through.
@@ -28,7 +35,7 @@ demo: $(BIN)/mr
 	$(BIN)/mr run jobs/histogram_aggregation.py --data-dir $(DEMO_DIR)/data --output $(DEMO_DIR)/aggregates.jsonl
 	$(BIN)/python bin/summarize-aggregates $(DEMO_DIR)/aggregates.jsonl
 
-test: $(BIN)/mr system-deps
+test: $(BIN)/mr $(EXTENSION) system-deps
 	$(BIN)/python -m pytest
 
 clean:

@@ -14,8 +14,8 @@ def read_text(path: str, error: type[Exception]) -> str:
     except OSError as e:
         raise error(f"{path}: cannot read: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
-        raise error(f"{path}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}); "
-                    "save it as UTF-8") from None
+        line = e.object[:e.start].count(b"\n") + 1
+        raise error(f"{path}:{line}: not UTF-8 text (byte {e.object[e.start]:#04x}); save the file as UTF-8") from None
 
 
 def parse_json(text: str, source: str, error: type[Exception]) -> Any:

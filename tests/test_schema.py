@@ -177,7 +177,7 @@ def test_unreadable_schema_file_names_the_file(tmp_path):
 def test_a_schema_file_that_is_not_utf8_names_the_file_and_the_byte(tmp_path):
     path = tmp_path / "latin1.json"
     path.write_bytes('{"dimensions": ["é"]}'.encode("latin-1"))
-    with pytest.raises(SchemaError, match=f"{path}: not UTF-8 text \\(byte 17 is 0xe9\\)"):
+    with pytest.raises(SchemaError, match=f"{path}:1: not UTF-8 text \\(byte 0xe9\\); save the file as UTF-8"):
         Schema.load(str(path))
 
 

@@ -29,8 +29,15 @@ log = logging.getLogger("mr")
 CONFIGURATION_ERRORS = (SchemaError, LayoutError, DefinitionError)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line that says where the help is (not the whole usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mr", description="Store, convert and analyse browser telemetry pings.",
         epilog="Run 'mr COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

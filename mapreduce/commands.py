@@ -11,7 +11,7 @@ import shutil
 import socket
 import time
 
-from storage.commands import add_s3_arguments, existing_dir, format_bytes, schema_file, s3_settings
+from storage.commands import add_s3_arguments, existing_dir, filter_file, format_bytes, s3_settings
 
 from . import __version__, cluster_commands, reduce_command
 from .arguments import fraction, non_negative, positive
@@ -43,7 +43,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                      help="the job script (optional when --mapper-cmd does the mapping)")
     run.add_argument("-d", "--data-dir", type=existing_dir, metavar="DIR",
                      help="root of a local storage layout (with --bucket: files not yet uploaded)")
-    run.add_argument("-f", "--input-filter", type=schema_file, metavar="FILE",
+    run.add_argument("-f", "--input-filter", type=filter_file, metavar="FILE",
                      help="a schema-format filter (default: every file)")
     run.add_argument("-o", "--output", default="-", metavar="FILE",
                      help="output file, s3://BUCKET/KEY (uploaded when the job succeeds), or - for stdout (default)")

@@ -55,7 +55,7 @@ class Host:
 def read_hosts(path: str) -> list[Host]:
     """The hosts of a hosts file; JobLoadError naming the file and line of anything wrong."""
     hosts = []
-    for number, line in enumerate(_read_lines(path), 1):
+    for number, line in enumerate(read_text(path, JobLoadError).splitlines(), 1):
         words = line.split("#", 1)[0].split()
         if not words:
             continue
@@ -73,15 +73,6 @@ def read_hosts(path: str) -> list[Host]:
     if len(set(names)) != len(names):
         raise JobLoadError(f"{path}: a host and data dir appear twice; their data would be counted twice")
     return hosts
-
-
-def _read_lines(path: str) -> list[str]:
-    try:
-        return read_text(path, JobLoadError).splitlines()
-    except UnicodeDecodeError as e:
-        line = e.object[:e.start].count(b"\n") + 1
-        raise JobLoadError(f"{path}:{line}: not UTF-8 text (byte {e.object[e.start]:#04x}); "
-                           "save the hosts file as UTF-8") from None
 
 
 def _parse_host(word: str, data_dir: str | None, where: str) -> Host:

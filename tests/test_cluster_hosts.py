@@ -105,7 +105,7 @@ def test_a_hosts_file_that_is_not_utf8_is_one_line_exit_2(tmp_path, recording_ss
     hosts = hosts_file(tmp_path, b"host1 /data\nh\xf6st2 /data")
     result = run_mr("cluster", "check", "--hosts", str(hosts), env=env)
     assert result.returncode == 2
-    assert result.stderr == f"mr: ERROR: {hosts}:3: not UTF-8 text (byte 0xf6); save the hosts file as UTF-8\n"
+    assert result.stderr == f"mr: ERROR: {hosts}:3: not UTF-8 text (byte 0xf6); save the file as UTF-8\n"
     assert not record.exists()
 
 

@@ -106,7 +106,7 @@ def cluster_run_command(args: argparse.Namespace) -> int:
                            "the result would be incomplete. Rerun with --allow-partial to reduce the rest")
         if len(failed) == len(hosts):
             raise JobError("every host failed; there is nothing to reduce")
-        partials = [open_partial(o.partial) for o in outcomes if o.partial]
+        partials = [open_partial(o.partial, f"the partial of host {o.host.name}") for o in outcomes if o.partial]
         check_compatible(partials, job.source_hash)
         options = RunOptions(num_mappers=os.cpu_count() or 1, num_reducers=args.num_reducers, work_dir=work_dir)
         result, warnings = reduce_partials(job, partials, options, destination.local)
@@ -114,6 +114,8 @@ def cluster_run_command(args: argparse.Namespace) -> int:
         warnings += [f"host {o.host.name} is MISSING from the result: {o.problem}" for o in failed]
         if destination.local != "-":
             meta = describe_reduce(job, partials, result, warnings, started)
+            if args.input_filter:
+                meta["filter"]["source"] = os.path.abspath(args.input_filter.source)
             meta["hosts"] = [_host_record(o) for o in outcomes]
             write_json(destination.local + META_SUFFIX, meta)
     destination.publish()

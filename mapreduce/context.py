@@ -4,6 +4,10 @@
 whenever a key has gathered ``COMBINE_THRESHOLD`` values (as the original
 engine did), and asks for a spill when its estimated size passes the memory
 budget. ``OutputContext`` formats what ``reduce`` writes.
+
+The map side's ``write`` refuses a key or value that is not plain data by
+its type alone (a set, an object), so the job's traceback points at the
+write; what is nested deeper is checked when it is spilled.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from .keys import order_key
+from .plain import PLAIN_TYPES, NotPlainData
 
 COMBINE_THRESHOLD = 50
 SIZE_SAMPLE_EVERY = 1024
@@ -47,6 +52,16 @@ class Frozen:
         return isinstance(other, Frozen) and other.ordered == self.ordered
 
 
+_BUFFERED_KEY_TYPES = PLAIN_TYPES | {Frozen}
+
+
+def _not_plain(key: Any, value: Any) -> NotPlainData:
+    """The error for a write whose key or value is not of a plain type."""
+    if type(key) not in PLAIN_TYPES:
+        return NotPlainData(f"of type {type(key).__name__}", key, in_key=True)
+    return NotPlainData(f"of type {type(value).__name__}", key)
+
+
 class MapContext(Counters):
     """The buffer ``map``, ``setup_map`` and ``finish_map`` write to."""
 
@@ -62,13 +77,19 @@ class MapContext(Counters):
         self._next_sample = 1
 
     def write(self, key: Any, value: Any) -> None:
+        if type(value) not in PLAIN_TYPES:
+            raise _not_plain(key, value)
         buffer = self.buffer
         try:
             values = buffer.get(key)
         except TypeError:  # unhashable: a list or dict key
+            if type(key) not in PLAIN_TYPES:
+                raise _not_plain(key, value) from None
             key = self._freeze(key)
             values = buffer.get(key)
         if values is None:
+            if type(key) not in _BUFFERED_KEY_TYPES:
+                raise _not_plain(key, value)
             buffer[key] = [value]
         else:
             values.append(value)
@@ -133,6 +154,8 @@ class CombineContext(Counters):
         self.pairs: list[tuple[Any, Any]] = []
 
     def write(self, key: Any, value: Any) -> None:
+        if type(key) not in PLAIN_TYPES or type(value) not in PLAIN_TYPES:
+            raise _not_plain(key, value)
         self.pairs.append((key, value))
 
 

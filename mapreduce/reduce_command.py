@@ -24,7 +24,7 @@ from .engine import RunResult, reduce_entries
 from .errors import JobLoadError
 from .job import Job, load_job
 from .options import RunOptions, default_work_dir
-from .partial import Partial, check_compatible, open_partial
+from .partial import Partial, check_compatible, filter_content, open_partial
 from .reporting import finish, logs_from_workers, result_figures, write_json, write_output
 from .spill import Entry
 
@@ -36,7 +36,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "reduce", help="merge partial results of several machines into the final output",
         description="Merge partial results (made by 'mr run --combine-only' on each machine) and write the "
                     "output exactly as 'mr run' over all the data would. Partials of another job (its source "
-                    "hash) or another filter are refused.",
+                    "hash), another filter or sample, and partials that read the same input files (a "
+                    "partial given twice) are refused.",
         epilog="example: mr reduce jobs/channel_os.py host1.partial host2.partial --output out.tsv")
     reduce.add_argument("job", metavar="JOB.py", help="the job script the partials were made with")
     reduce.add_argument("partials", nargs="+", metavar="PARTIAL", help="partial result files")
@@ -94,7 +95,7 @@ def describe_reduce(job: Job, partials: list[Partial], result: RunResult, warnin
     return dict({
         "mr_version": __version__,
         "job": {"path": os.path.abspath(job.path), "name": os.path.basename(job.path), "sha256": job.source_hash},
-        "filter": first["filter"],
+        "filter": filter_content(first),
         "partials": [{"path": os.path.abspath(p.path), "machine": p.header["machine"], "records": p.header["records"],
                       "data_dir": p.header["data_dir"], "s3": p.header["s3"], "started": p.header["started"]}
                      for p in partials],

@@ -17,7 +17,7 @@ import pytest
 from mapreduce.partial import open_partial
 from storage import find_files
 
-from .conftest import JOBS, ROOT, SHIPPED, run_mr
+from .conftest import JOBS, ROOT, SHIPPED, run_mr, tsv
 
 REMOTE_MR = f"{sys.executable} {ROOT / 'bin' / 'mr'}"
 
@@ -89,7 +89,7 @@ def test_a_job_with_combine_ships_one_value_per_key_and_one_without_ships_raw_va
     assert entries == len(files)  # one entry per file (each file is one channel's)
 
 
-def test_reduce_refuses_partials_of_another_job_or_filter(spread, tmp_path):
+def test_reduce_refuses_partials_of_another_job_or_filter_before_any_work(spread, tmp_path):
     def partial(job: Path, name: str, *args: str) -> str:
         path = tmp_path / name
         result = run_mr("run", str(job), "--data-dir", str(spread[0]), "--combine-only", "--output", str(path), *args)
@@ -99,7 +99,7 @@ def test_reduce_refuses_partials_of_another_job_or_filter(spread, tmp_path):
     counts = partial(JOBS / "no_combine.py", "counts.partial")
     other = partial(SHIPPED / "channel_os.py", "other.partial")
     refused = run_mr("reduce", str(JOBS / "no_combine.py"), counts, other)
-    assert refused.returncode == 1 and f"{other} was made by a different job" in refused.stderr
+    assert refused.returncode == 2 and f"{other} was made by a different job" in refused.stderr
 
     nightly = tmp_path / "nightly.json"
     nightly.write_text(json.dumps({"dimensions": [{"field_name": name, "allowed_values": "*"} for name in
@@ -108,12 +108,12 @@ def test_reduce_refuses_partials_of_another_job_or_filter(spread, tmp_path):
         {"field_name": name, "allowed_values": "*"} for name in ("appVersion", "appBuildID", "submission_date")]}))
     filtered = partial(JOBS / "no_combine.py", "nightly.partial", "--input-filter", str(nightly))
     refused = run_mr("reduce", str(JOBS / "no_combine.py"), counts, filtered)
-    assert refused.returncode == 1 and "different input filters" in refused.stderr
+    assert refused.returncode == 2 and "different input filters" in refused.stderr
 
     not_a_partial = tmp_path / "out.txt"
     not_a_partial.write_text("nightly\t3\n")
     refused = run_mr("reduce", str(JOBS / "no_combine.py"), str(not_a_partial))
-    assert refused.returncode == 1 and "not a partial result" in refused.stderr
+    assert refused.returncode == 2 and "not a partial result" in refused.stderr
 
 
 def test_a_partial_cut_short_in_transfer_is_refused(spread, tmp_path):
@@ -155,6 +155,51 @@ def test_the_histogram_aggregation_over_the_cluster_is_byte_identical_floats_inc
     clustered = (tmp_path / "cluster.jsonl").read_bytes()
     assert clustered == single_run(data, tmp_path, job)
     assert b"." in clustered and clustered.count(b"\n") > 1000  # floats and many histograms were compared
+
+
+def nightly_filter(path: Path) -> Path:
+    path.write_text(json.dumps({"version": 1, "dimensions": [
+        {"field_name": "reason", "allowed_values": "*"}, {"field_name": "appName", "allowed_values": "*"},
+        {"field_name": "appUpdateChannel", "allowed_values": ["nightly", "beta"]},
+        {"field_name": "appVersion", "allowed_values": "*"}, {"field_name": "appBuildID", "allowed_values": "*"},
+        {"field_name": "submission_date", "allowed_values": "*"}]}))
+    return path
+
+
+def test_cluster_run_with_a_filter_equals_one_run_with_it(sshd, spread, data, tmp_path):
+    """Each host stages the filter in its own temporary directory: partials agree on what it selects."""
+    hosts = hosts_file(tmp_path, [f"{sshd.target} {machine}" for machine in spread])
+    nightly = nightly_filter(tmp_path / "nightly.json")
+    result = cluster(sshd, hosts, "run", str(JOBS / "no_combine.py"), "--input-filter", str(nightly),
+                     "--output", str(tmp_path / "cluster.txt"))
+    assert result.returncode == 0, result.stderr
+    single = run_mr("run", str(JOBS / "no_combine.py"), "--data-dir", str(data), "--input-filter", str(nightly),
+                    "--output", str(tmp_path / "single.txt"))
+    assert single.returncode == 0, single.stderr
+    clustered = (tmp_path / "cluster.txt").read_text()
+    assert clustered == (tmp_path / "single.txt").read_text() and set(tsv(clustered)) == {"nightly", "beta"}
+    meta = json.loads((tmp_path / "cluster.txt.meta.json").read_text())
+    assert meta["filter"]["source"] == str(nightly) and meta["filter"]["dimensions"][2]["allowed_values"] == [
+        "beta", "nightly"]
+
+
+def test_one_machine_listed_under_two_names_is_refused(sshd, spread, tmp_path):
+    """localhost and 127.0.0.1 are one machine: with the same data dir, every file would be counted twice."""
+    known_hosts = tmp_path / "known_hosts"
+    key_type, key = (sshd.directory / "host_key.pub").read_text().split()[:2]
+    known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {key_type} {key}\n[localhost]:{sshd.port} {key_type} {key}\n")
+    config = tmp_path / "ssh_config"
+    config.write_text(re.sub(r"UserKnownHostsFile .*", f"UserKnownHostsFile {known_hosts}", sshd.config.read_text()))
+    hosts = hosts_file(tmp_path, [f"{sshd.user}@127.0.0.1:{sshd.port} {spread[0]}",
+                                  f"{sshd.user}@localhost:{sshd.port} {spread[0]}"])
+    result = run_mr("cluster", "run", str(JOBS / "no_combine.py"), "--hosts", str(hosts), "--ssh-config", str(config),
+                    "--remote-mr", REMOTE_MR, "--output", str(tmp_path / "out.txt"))
+    assert result.returncode == 2, result.stderr
+    files = len(find_files(str(spread[0])))
+    assert (f"the partial of host {sshd.user}@localhost:{sshd.port} ({spread[0]}) and the partial of host "
+            f"{sshd.user}@127.0.0.1:{sshd.port} ({spread[0]}) read {files} of the same input files") in result.stderr
+    assert "is one machine listed twice (under two names)" in result.stderr
+    assert not (tmp_path / "out.txt").exists()
 
 
 def test_cluster_check_reports_each_host(sshd, spread, tmp_path):

@@ -33,9 +33,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--python", action="store_true", help="also time the Python twin (slow)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        generate(os.path.join(scratch, "data"), args.pings, seed=42, codec="lz4", workers=os.cpu_count() or 1)
-        texts = [text for stored in find_files(os.path.join(scratch, "data")) for _, text in stored.open()]
+    texts = sample_pings(args.pings)
     megabytes = sum(len(text) for text in texts) / 1e6
     print(f"{len(texts):,} pings, {megabytes:.1f} MB of JSON, best of {args.rounds}\n")
     twins = [("C", load_extension())] + ([("Python", histsum)] if args.python else [])
@@ -51,6 +49,13 @@ def main() -> int:
                lambda: [module.merge_packed(group) for group in groups])
         report(f"{label} merge_sets (reduce)", len(texts), args.rounds, lambda: module.merge_sets(combined))
     return 0
+
+
+def sample_pings(count: int) -> list[str]:
+    """The JSON texts of ``count`` realistic pings, as `mr gen` makes them (the same every time)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        generate(os.path.join(scratch, "data"), count, seed=42, codec="lz4", workers=os.cpu_count() or 1)
+        return [text for stored in find_files(os.path.join(scratch, "data")) for _, text in stored.open()]
 
 
 def load_extension():

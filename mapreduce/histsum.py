@@ -14,7 +14,9 @@ damaged, and a sum beyond 64 bits or beyond the largest float.
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 import struct
 
 from storage.fastjson import loads
@@ -29,9 +31,11 @@ ELEMENT = struct.Struct("<BQ")
 HEADER_BYTES = 14
 """A histogram's u16 name length, u64 pings and u32 element count."""
 
-INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+_NOT_INTEGER = re.compile(rb"[^\x00]")
+"""A kind byte other than INTEGER's."""
+
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1  # written out as literals in the loops, where a name costs a lookup
 MAX_NAME_BYTES = 65535
-INFINITY = math.inf
 
 
 class Exact(tuple):
@@ -55,14 +59,15 @@ def histograms_of(text: str | bytes) -> dict[str, list]:
         _check_name(name)
         if type(array) is not list:
             raise ValueError(f"histogram {name!r} is not an array of numbers")
-        if INFINITY in array or -INFINITY in array:
-            raise ValueError(f"histogram {name!r}: an element is beyond the largest float")
         for position, value in enumerate(array):
-            if type(value) is int:
-                if not INT64_MIN <= value <= INT64_MAX:
+            kind = type(value)
+            if kind is int:
+                if not -9223372036854775808 <= value <= 9223372036854775807:
                     array[position] = _beyond_64_bits(name, value)
-            elif type(value) is not float:
+            elif kind is not float:
                 raise ValueError(f"histogram {name!r}: an element is not a number")
+            elif value - value != 0.0:  # infinite: 1e400, read by the standard library's parser
+                raise ValueError(f"histogram {name!r}: an element is beyond the largest float")
     return histograms
 
 
@@ -119,20 +124,21 @@ def _merge(values: list) -> tuple[dict, dict]:
     refused: dict[str, int] = {}
     for histograms in values:
         if isinstance(histograms, bytes):
-            entries = unpack(histograms).items()
+            entries, packed = unpack(histograms).items(), True
         elif isinstance(histograms, dict):
-            entries = [(name, _entry(name, entry)) for name, entry in histograms.items()]
+            entries, packed = [(name, _entry(name, entry)) for name, entry in histograms.items()], False
         else:
             raise TypeError(f"a histogram set is a dict of name -> array or packed bytes, "
                             f"got {type(histograms).__name__}")
         for name, entry in entries:
             group = groups.setdefault(name, [entry])
-            if group[0] is entry:
-                continue
-            if len(entry[1]) == len(group[0][1]):
+            if group[0] is not entry:
+                if len(entry[1]) != len(group[0][1]):  # another bucket layout than the first array of the name
+                    refused[name] = refused.get(name, 0) + entry[0]
+                    continue
                 group.append(entry)
-            else:  # another bucket layout than the first array of this name
-                refused[name] = refused.get(name, 0) + entry[0]
+            if not packed:
+                _check_integers(name, entry[1])
     summed = {name: (sum(pings for pings, _ in entries),
                      [_column_sum(name, position, column) for position, column in
                       enumerate(zip(*(array for _, array in entries)))])
@@ -159,8 +165,27 @@ def _entry(name: object, entry: object) -> tuple[int, list | tuple]:
     return pings, array
 
 
+def _check_integers(name: str, array: list | tuple) -> None:
+    """The integers of a dict's array that is summed must each fit in 64 bits, as C reads them."""
+    try:
+        extremes = (min(array), max(array)) if array else ()
+    except TypeError:  # not numbers: refused when summed, naming the element
+        extremes = ()
+    for extreme in extremes:
+        if isinstance(extreme, int) and not -9223372036854775808 <= extreme <= 9223372036854775807:
+            raise ValueError(f"histogram {name!r}: value {extreme!r} does not fit in 64 bits")
+
+
 def _column_sum(name: str, position: int, column: tuple) -> tuple[int, list | None]:
-    """``(integers, partials)``: the exact sum of the integers, and of the floats (None if there were none)."""
+    """``(integers, partials)``: the exact sum of the integers, and of the floats (None if there were none).
+    Each integer is within 64 bits: packed ones by their format, those of a dict checked by ``_entry``."""
+    if type(column[0]) is int:
+        try:
+            total = sum(column)
+        except TypeError:  # an Exact sum after all, or not a number
+            total = None
+        if type(total) is int:  # integers only, the usual column: summed in C
+            return total, None
     integers, partials = 0, None
     try:
         for value in column:
@@ -168,8 +193,6 @@ def _column_sum(name: str, position: int, column: tuple) -> tuple[int, list | No
             if kind is not int and kind is not float and kind is not Exact:
                 value, kind = _number(name, position, value)
             if kind is int:
-                if not INT64_MIN <= value <= INT64_MAX:
-                    raise ValueError(f"histogram {name!r}: value {value!r} does not fit in 64 bits")
                 integers += value
                 continue
             partials = [] if partials is None else partials
@@ -300,24 +323,30 @@ def _packed_name(encoded: bytes) -> str:
 
 def _packed_columns(packed: bytes, offset: int, length: int) -> tuple[list, int]:
     """The ``length`` elements at ``offset`` and the partials after them, checked; and the offset past them."""
-    columns, partials = [], offset + 9 * length
-    room = (len(packed) - partials) // 8
-    for at in range(offset, offset + 9 * length, 9):
-        kind, bits = ELEMENT.unpack_from(packed, at)
-        if kind == INTEGER:
-            columns.append(bits - 2**64 if bits > INT64_MAX else bits)
-        elif kind == FLOAT:
-            columns.append(_finite(struct.unpack_from("<d", packed, at + 1)[0]))
-        elif kind == EXACT and bits <= room:
-            columns.append(Exact(_finite(term) for term in struct.unpack_from(f"<{bits}d", packed, partials)))
-            partials += 8 * bits
-            room -= bits
+    end = offset + 9 * length
+    columns = list(_elements(length).unpack_from(packed, offset))  # every element's 8 bytes as an int64
+    partials, room = end, (len(packed) - end) // 8
+    kinds = packed[offset:end:9]
+    for found in _NOT_INTEGER.finditer(kinds):
+        position = found.start()
+        kind, value = kinds[position], columns[position]
+        if kind == FLOAT and _all_finite(floats := struct.unpack_from("<d", packed, offset + 9 * position + 1)):
+            columns[position] = floats[0]
+        elif kind == EXACT and 0 <= value <= room and _all_finite(
+                floats := struct.unpack_from(f"<{value}d", packed, partials)):
+            columns[position] = Exact(floats)
+            partials += 8 * value
+            room -= value
         else:
             raise Damaged("an element has an unknown kind, a float that is not finite, or partials cut short")
     return columns, partials
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise Damaged("an element has an unknown kind, a float that is not finite, or partials cut short")
-    return value
+@functools.lru_cache(maxsize=256)
+def _elements(length: int) -> struct.Struct:
+    """``length`` packed elements: each kind byte skipped, each element's 8 bytes read as an int64."""
+    return struct.Struct("<" + "xq" * length)
+
+
+def _all_finite(floats: tuple) -> bool:
+    return all(map(math.isfinite, floats))

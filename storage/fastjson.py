@@ -1,14 +1,14 @@
 """The fastest JSON available here: orjson, with the standard library for what orjson refuses.
 
 Measured on realistic pings (42 kB, 310 histograms; bench/json_bench.py):
-orjson parses in about a tenth of the standard library's time and dumps
-several times faster. orjson refuses the non-standard NaN/Infinity that
-Python's json reads and writes, numbers beyond the largest float (1e400),
-lone surrogate escapes ("\\ud800") and integers beyond 64 bits when dumping:
-those take the standard library's slower path rather than failing. On exactly
-those documents and values simplejson (with its C speedups) was slower than
-the standard library, 1.5 to 2.2 times on loads and about 1.1 on dumps, so it
-is not used.
+orjson parses one in 0.22 ms against 0.94 ms for the standard library, and
+dumps it in 0.15 ms against 1.2 ms. orjson refuses the non-standard
+NaN/Infinity that Python's json reads and writes, numbers beyond the largest
+float (1e400), lone surrogate escapes ("\\ud800") and, when dumping, integers
+beyond 64 bits: those take the standard library's path rather than failing.
+On exactly those documents and values simplejson, C speedups active, was
+slower than the standard library (1.7 ms to parse, 1.6 ms to dump), so it is
+not used.
 
 Every path reads JSON text as UTF-8 and nests at most MAX_NESTING deep (orjson's
 limit), so whether a document is accepted does not depend on which parser

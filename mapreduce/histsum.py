@@ -126,7 +126,8 @@ def _merge(values: list) -> tuple[dict, dict]:
         if isinstance(histograms, bytes):
             entries, packed = unpack(histograms).items(), True
         elif isinstance(histograms, dict):
-            entries, packed = [(name, _entry(name, entry)) for name, entry in histograms.items()], False
+            entries, packed = [(name, (1, entry) if type(entry) is list and type(name) is str else
+                                     _entry(name, entry)) for name, entry in histograms.items()], False
         else:
             raise TypeError(f"a histogram set is a dict of name -> array or packed bytes, "
                             f"got {type(histograms).__name__}")

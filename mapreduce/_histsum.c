@@ -425,12 +425,19 @@ static int utf8_sequence(const unsigned char *p, const unsigned char *end) {
     return length;
 }
 
+/* The bytes a string's scan must look at: the closing quote, escapes, control characters, and non-ASCII. */
+static const unsigned char SPECIAL_IN_STRING[256] = {[0 ... 0x1F] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xFF] = 1};
+
 /* At '"': moves past the closing quote; the raw content is [*text, *text + *length), *escaped if it has escapes. */
 static int scan_string(Scan *s, const char **text, Py_ssize_t *length, int *escaped) {
     s->p++;
     const char *begin = s->p;
     *escaped = 0;
     while (s->p < s->end) {
+        while (s->p < s->end && !SPECIAL_IN_STRING[(unsigned char)*s->p])
+            s->p++;
+        if (s->p >= s->end)
+            break;
         unsigned char c = (unsigned char)*s->p;
         if (c == '"') {
             *text = begin;
@@ -717,15 +724,18 @@ static void members_free(Members *members) {
     PyMem_Free(members->slots);
 }
 
+/* A quick hash of a name, from its length and its first and last 8 bytes (names of one ping rarely share
+ * both); a collision costs one memcmp more. */
 static uint64_t name_hash(const unsigned char *name, Py_ssize_t length) {
-    uint64_t hash = (uint64_t)length * 0x9E3779B97F4A7C15ull;
-    for (Py_ssize_t i = 0; i < length; i += 8) {
-        uint64_t word = 0;
-        memcpy(&word, name + i, length - i < 8 ? length - i : 8);
-        hash = (hash ^ word) * 0xFF51AFD7ED558CCDull;
-        hash ^= hash >> 32;
+    uint64_t first = 0, last = 0;
+    if (length >= 8) {
+        memcpy(&first, name, 8);
+        memcpy(&last, name + length - 8, 8);
+    } else {
+        memcpy(&first, name, length);
     }
-    return hash;
+    uint64_t hash = (first ^ (last << 29 | last >> 35) ^ (uint64_t)length) * 0x9E3779B97F4A7C15ull;
+    return hash ^ hash >> 32;
 }
 
 static const unsigned char *member_name(const Buffer *out, const Member *member, Py_ssize_t *length) {
@@ -787,9 +797,10 @@ static Member *members_add(Members *members, const Buffer *out, Py_ssize_t offse
         return NULL;
     Py_ssize_t index = members->count++;
     Member *member = &members->members[index];
-    memset(member, 0, sizeof(Member));
     member->offset = offset;
     member->last = index;
+    member->duplicate = 0;
+    member->problem.what = NULL;
     Py_ssize_t length;
     const unsigned char *name = member_name(out, member, &length);
     member->hash = name_hash(name, length);

@@ -50,7 +50,7 @@ typedef struct {
     Py_ssize_t length;
     __int128 pings;
     int64_t *ints;     /* integer sums, wrapped: the exact sum is ints[i] + carries[i] * 2**64 */
-    int64_t *carries;
+    int64_t *carries;  /* made at the first wrap (NULL until then: none) */
     Exact *floats;
     char *saw_float;
     Py_ssize_t last_set; /* the packed set that last added here: a name twice in one set is damage */
@@ -182,11 +182,10 @@ static Sums *table_add(SumsTable *table, Py_ssize_t length) {
     memset(sums, 0, sizeof(Sums));
     sums->length = length;
     sums->ints = PyMem_Calloc(length ? length : 1, sizeof(int64_t));
-    sums->carries = PyMem_Calloc(length ? length : 1, sizeof(int64_t));
     sums->floats = PyMem_Calloc(length ? length : 1, sizeof(Exact));
     sums->saw_float = PyMem_Calloc(length ? length : 1, 1);
     table->count++;
-    if (sums->ints == NULL || sums->carries == NULL || sums->floats == NULL || sums->saw_float == NULL) {
+    if (sums->ints == NULL || sums->floats == NULL || sums->saw_float == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
@@ -199,7 +198,7 @@ static int check_totals(const Sums *sums, PyObject *name) {
         PyErr_Format(PyExc_ValueError, "histogram %R: the number of pings does not fit in 64 bits", name);
         return -1;
     }
-    for (Py_ssize_t i = 0; i < sums->length; i++)
+    for (Py_ssize_t i = 0; sums->carries != NULL && i < sums->length; i++)
         if (sums->carries[i] != 0) {
             PyErr_Format(PyExc_ValueError, "histogram %R: the sum of element %zd does not fit in 64 bits", name, i);
             return -1;
@@ -207,12 +206,23 @@ static int check_totals(const Sums *sums, PyObject *name) {
     return 0;
 }
 
-/* ints[i] += value, exactly: the carry counts the wraps past 64 bits. */
-static inline void add_integer(int64_t *restrict ints, int64_t *restrict carries, Py_ssize_t i, int64_t value) {
+/* Count a wrap of ints[i] past 64 bits (rare: its carries are made here). */
+__attribute__((cold, noinline)) static int count_wrap(Sums *sums, Py_ssize_t i, int64_t value) {
+    if (sums->carries == NULL && (sums->carries = PyMem_Calloc(sums->length, sizeof(int64_t))) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    sums->carries[i] += value < 0 ? -1 : 1;
+    return 0;
+}
+
+/* ints[i] += value, exactly: a wrap past 64 bits is counted in the carries. */
+static inline int add_integer(Sums *sums, int64_t *restrict ints, Py_ssize_t i, int64_t value) {
     int64_t total;
-    if (__builtin_add_overflow(ints[i], value, &total))
-        carries[i] += value < 0 ? -1 : 1;
+    if (__builtin_add_overflow(ints[i], value, &total) && count_wrap(sums, i, value) < 0)
+        return -1;
     ints[i] = total;
+    return 0;
 }
 
 /* Add one array (the items of a list or tuple) into ``sums``; -1 with an exception set on a bad element. */
@@ -226,7 +236,8 @@ static int add_array(Sums *sums, PyObject **items, PyObject *name) {
                 PyErr_Format(PyExc_ValueError, "histogram %R: value %R does not fit in 64 bits", name, item);
                 return -1;
             }
-            add_integer(sums->ints, sums->carries, i, value);
+            if (add_integer(sums, sums->ints, i, value) < 0)
+                return -1;
         } else if (PyFloat_Check(item)) {
             int failure = exact_add(&sums->floats[i], PyFloat_AS_DOUBLE(item));
             if (failure)
@@ -1213,13 +1224,14 @@ static Py_ssize_t packed_partials(const unsigned char *elements, Py_ssize_t leng
 static Py_ssize_t add_elements(Sums *sums, const unsigned char *elements, const unsigned char *end,
                                const unsigned char *name, Py_ssize_t name_length) {
     const Py_ssize_t length = sums->length;
-    int64_t *ints = sums->ints, *carries = sums->carries;
+    int64_t *ints = sums->ints;
     const unsigned char *first_partial = elements + 9 * length, *partial = first_partial;
     for (Py_ssize_t i = 0; i < length; i++) {
         unsigned char kind = elements[9 * i];
         uint64_t bits = get_le(elements + 9 * i + 1, 8);
         if (kind == INTEGER) {
-            add_integer(ints, carries, i, (int64_t)bits);
+            if (add_integer(sums, ints, i, (int64_t)bits) < 0)
+                return -1;
             continue;
         }
         if (kind == FLOAT ? !finite_bits(bits) : kind != EXACT || bits > (uint64_t)((end - partial) / 8))

@@ -20,7 +20,7 @@
  *     The same, with the merged set packed: a tenth of the memory of the dict,
  *     and pickled by a copy. Combiners write this.
  *
- * Sums are exact: integers in 128 bits while adding, which must fit in 64 bits
+ * Sums are exact: integers while adding (64 bits and a count of wraps), which must fit in 64 bits
  * when written out, floats as non-overlapping partials (Shewchuk's algorithm,
  * as math.fsum), rounded once when a dict is made; packed sets keep float
  * columns exact. So a sum does not depend on how its values were grouped or

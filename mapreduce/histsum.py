@@ -2,7 +2,7 @@
 
 Used where the extension was not built (no compiler at install time), and to
 read packed sets the extension wrote on another machine. See _histsum.c for
-the packed format. Sums are exact: integers in Python ints (128 bits in C),
+the packed format. Sums are exact: integers in Python ints (in C 64 bits and a count of wraps),
 which must fit in 64 bits when written out, floats as non-overlapping partials
 (Shewchuk's algorithm, as in ``math.fsum``), rounded once at the end; so a
 merged value does not depend on how the values were grouped or ordered on

@@ -17,19 +17,20 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from storage.commands import add_s3_arguments, existing_dir, schema_file, s3_settings
+from storage.commands import add_s3_arguments, existing_dir, filter_file, s3_settings
 
 from . import __version__
 from .arguments import positive
 from .cluster import ClusterJob, ClusterRun, HostOutcome
-from .destination import META_SUFFIX, Destination
-from .errors import JobError
-from .hosts import Host, Ssh, read_hosts
+from .destination import Destination, Protected
+from .errors import JobError, JobLoadError
+from .hosts import Host, Ssh, read_hosts, remote_command
 from .job import load_job
-from .options import RunOptions, default_work_dir
+from .options import RunOptions
 from .partial import check_compatible, open_partial
 from .reduce_command import describe_reduce, reduce_partials
-from .reporting import finish, write_json
+from .reporting import finish
+from .workdir import work_dir_for
 
 log = logging.getLogger("mapreduce.cluster")  # shown without -v, with the hosts' relayed lines
 
@@ -48,7 +49,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
                                     "--input-filter nightly.json --output s3://results/channel_os.tsv")
     run.add_argument("job", metavar="JOB.py")
     _add_host_arguments(run)
-    run.add_argument("-f", "--input-filter", type=schema_file, metavar="FILE", help="a schema-format filter")
+    run.add_argument("-f", "--input-filter", type=filter_file, metavar="FILE", help="a schema-format filter")
     run.add_argument("-o", "--output", default="-", metavar="FILE",
                      help="output file, s3://BUCKET/KEY, or - for stdout (default)")
     run.add_argument("-r", "--num-reducers", type=positive, default=1, metavar="N",
@@ -88,10 +89,18 @@ def _ssh(args: argparse.Namespace) -> Ssh:
 def cluster_run_command(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     hosts = read_hosts(args.hosts)
-    work_dir = args.work_dir or default_work_dir()
-    destination = Destination.parse(args.output, work_dir, lambda: s3_settings(args))
-    cluster_job = ClusterJob(args.job, args.input_filter and args.input_filter.source, args.remote_mr,
-                             tuple(shlex.split(args.remote_args)))
+    work_dir = work_dir_for(args.work_dir)
+    protected = [Protected("the job script", job.path), Protected("the hosts file", args.hosts)]
+    if args.input_filter:
+        protected.append(Protected("the input filter", args.input_filter.source))
+    if args.keep_partials:
+        protected.append(Protected("the --keep-partials dir", args.keep_partials))
+    destination = Destination.parse(args.output, work_dir, lambda: s3_settings(args), protected)
+    try:
+        remote_args = tuple(shlex.split(args.remote_args))
+    except ValueError as e:
+        raise JobLoadError(f"--remote-args {args.remote_args!r}: {e} (it is split as a shell would)") from None
+    cluster_job = ClusterJob(args.job, args.input_filter and args.input_filter.source, args.remote_mr, remote_args)
     started = time.time()
     with _partial_dir(args.keep_partials, work_dir) as partial_dir:
         log.info("running %s on %d hosts: %s", os.path.basename(args.job), len(hosts),
@@ -109,17 +118,17 @@ def cluster_run_command(args: argparse.Namespace) -> int:
         partials = [open_partial(o.partial, f"the partial of host {o.host.name}") for o in outcomes if o.partial]
         check_compatible(partials, job.source_hash)
         options = RunOptions(num_mappers=os.cpu_count() or 1, num_reducers=args.num_reducers, work_dir=work_dir)
-        result, warnings = reduce_partials(job, partials, options, destination.local)
+        result, warnings = reduce_partials(job, partials, options, destination)
         result.map_seconds, result.seconds = hosts_seconds, time.time() - started
         warnings += [f"host {o.host.name} is MISSING from the result: {o.problem}" for o in failed]
-        if destination.local != "-":
-            meta = describe_reduce(job, partials, result, warnings, started)
-            if args.input_filter:
-                meta["filter"]["source"] = os.path.abspath(args.input_filter.source)
-            meta["hosts"] = [_host_record(o) for o in outcomes]
-            write_json(destination.local + META_SUFFIX, meta)
+        meta = describe_reduce(job, partials, result, warnings, started)
+        if args.input_filter:
+            meta["filter"]["source"] = os.path.abspath(args.input_filter.source)
+        meta["hosts"] = [_host_record(o) for o in outcomes]
+        destination.write_sidecar(meta)
     destination.publish()
-    return finish(result, warnings, [f"hosts:        {len(hosts) - len(failed)} of {len(hosts)} succeeded"])
+    return finish(result, warnings, [f"hosts:        {len(hosts) - len(failed)} of {len(hosts)} succeeded"],
+                  quiet=args.quiet)
 
 
 def _partial_dir(keep: str | None, work_dir: str):
@@ -144,7 +153,7 @@ def cluster_check_command(args: argparse.Namespace) -> int:
 
 def _check(ssh: Ssh, host: Host, remote_mr: str) -> tuple[str, bool]:
     data_dir = shlex.quote(host.data_dir) if host.data_dir else "''"
-    script = (f"{remote_mr} --version 2>&1; d={data_dir}; "
+    script = (f"{remote_command(remote_mr, '--version')} 2>&1; d={data_dir}; "
               'if [ -z "$d" ]; then echo "data: none given"; '
               'elif [ -d "$d" ]; then echo "data: $(du -sk "$d" | cut -f1)"; '
               'else echo "data: missing"; fi')

@@ -25,7 +25,7 @@ from .partial import write_partial
 from .plan import BUNDLE_BYTES, describe, make_plan
 from .progress import Progress
 from .reporting import delete_inputs, finish, logs_from_workers, result_figures
-from .workdir import check_writable, default_work_dir, trusted_dir
+from .workdir import trusted_dir, work_dir_for
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     job = _load(args)
-    work_dir = _work_dir(args.work_dir)
+    work_dir = work_dir_for(args.work_dir)
     if args.combine_only and (args.output == "-" or args.output.startswith("s3://")):
         raise JobLoadError("--combine-only writes a partial result file: give --output FILE")
     cache_dir = os.path.join(work_dir, "cache")
@@ -147,14 +147,6 @@ def run_command(args: argparse.Namespace) -> int:
         delete_inputs(plan.files, result.missing, _deletable(args, cache_dir))
     sources = inputs.describe() + ([plan.sample.describe()] if plan.sample else [])
     return finish(result, inputs.warnings, sources, args.max_errors, quiet=args.quiet)
-
-
-def _work_dir(given: str | None) -> str:
-    """The -w dir (it must take files), or the default one (it must be this user's alone)."""
-    if given is None:
-        return default_work_dir()
-    check_writable(given, "work dir")
-    return given
 
 
 def _inputs_of(args: argparse.Namespace, job: Job, cache_dir: str) -> list[Protected]:

@@ -13,13 +13,14 @@ are the local copies removed.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import stat
 import sys
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Sequence, TextIO, TypeVar
+
+from storage.fastjson import dumps_indented
 
 from .atomic import atomic_file
 from .errors import JobError, JobLoadError, OutputError
@@ -112,9 +113,7 @@ class Destination:
     def write_sidecar(self, document: dict) -> None:
         if self.sidecar is not None:
             with atomic_file(self.sidecar) as f:
-                guarded = _Guarded(f, self.sidecar)
-                json.dump(document, guarded, indent=2)
-                guarded.write("\n")
+                _Guarded(f, self.sidecar).write(dumps_indented(document) + "\n")
 
     def _produce(self, stream: IO, produce: Callable[[TextIO], Result]) -> Result:
         guarded = _Guarded(stream, self.name)

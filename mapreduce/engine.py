@@ -16,13 +16,11 @@ import logging
 import multiprocessing
 import os
 import queue
-import shutil
 import signal
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO
 
 from .errors import JobCodeError, JobError, WorkDirFailed

@@ -25,6 +25,7 @@ from storage.allocator import keep_freed_memory
 
 from .context import MapContext
 from .errors import WorkDirFailed
+from .plain import NotPlainData
 from .job import Job
 from .keys import order_key, partition_of
 from .lifecycle import become_worker
@@ -263,21 +264,24 @@ class _Worker:
         except BaseException as e:
             raise self._failure("combine", f"bundle {tag[0]}", e) from None
         spilled_values = context.values
-        partitions: dict[int, list] = {}
-        for key, values in context.items():
-            ordered = order_key(key)
-            partitions.setdefault(partition_of(ordered, self.settings.options.num_reducers), []).append(
-                (ordered, tag, key, values))
-        context.clear()
-        written = 0
-        for partition, entries in partitions.items():
-            entries.sort(key=lambda entry: entry[0])
-            path = spill_path(self.settings.spill_dir, partition, tag)
-            try:
+        try:
+            partitions: dict[int, list] = {}
+            for key, values in context.items():
+                ordered = order_key(key)
+                partitions.setdefault(partition_of(ordered, self.settings.options.num_reducers), []).append(
+                    (ordered, tag, key, values))
+            context.clear()
+            written = 0
+            for partition, entries in partitions.items():
+                entries.sort(key=lambda entry: entry[0])
+                path = spill_path(self.settings.spill_dir, partition, tag)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 written += write_run(path, entries)
-            except OSError as e:
-                raise WorkDirFailed(self.settings.options.work_dir or self.settings.spill_dir, e) from None
+        except NotPlainData as e:  # nested inside a key or value: found only now, as the pairs are stored
+            function = "finish_map" if tag[0] >= self.settings.files else "map"
+            raise _JobFailed(function, f"the spill of bundle {tag[0]}", f"NotPlainData: {e}", "") from None
+        except OSError as e:
+            raise WorkDirFailed(self.settings.options.work_dir or self.settings.spill_dir, e) from None
         return written, spilled_values
 
     def _combine_externally(self, context: MapContext, tag: tuple[int, int]) -> None:

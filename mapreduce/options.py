@@ -17,5 +17,3 @@ class RunOptions:
     mapper_cmd: str | None = None
     combiner_cmd: str | None = None
     reducer_cmd: str | None = None
-
-from .workdir import default_work_dir  # noqa: E402,F401  TEMPORARY until reduce/cluster commands import it from workdir

@@ -17,11 +17,11 @@ each entry is checked to be well formed as it is read.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from typing import IO, Iterable, Iterator
 
+from .atomic import atomic_file
 from .errors import JobError
 from .keys import order_key
 from .plain import NotPlainData
@@ -73,20 +73,13 @@ class Partial:
 
 def write_partial(path: str, header: dict, entries: Iterable[Entry]) -> int:
     """Write a partial file under a temporary name, then rename it; returns the entries written."""
-    temporary = f"{path}.{os.getpid()}.partial-tmp"
-    try:
-        with open(temporary, "wb") as f:
-            f.write(b"%s %d\n" % (MAGIC, FORMAT_VERSION))
-            f.write(json.dumps(header, sort_keys=True).encode() + b"\n")
-            writer = EntryWriter(f)
-            for entry in entries:
-                writer.add(entry)
-            writer.finish()
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with atomic_file(path, "wb") as f:
+        f.write(b"%s %d\n" % (MAGIC, FORMAT_VERSION))
+        f.write(json.dumps(header, sort_keys=True).encode() + b"\n")
+        writer = EntryWriter(f)
+        for entry in entries:
+            writer.add(entry)
+        writer.finish()
     return writer.entries
 
 

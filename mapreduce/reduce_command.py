@@ -19,13 +19,14 @@ from storage.commands import add_s3_arguments, existing_dir, s3_settings
 
 from . import __version__
 from .arguments import positive
-from .destination import META_SUFFIX, Destination
+from .destination import Destination, Protected
 from .engine import RunResult, reduce_entries
 from .errors import JobLoadError
 from .job import Job, load_job
-from .options import RunOptions, default_work_dir
+from .options import RunOptions
 from .partial import Partial, check_compatible, filter_content, open_partial
-from .reporting import finish, logs_from_workers, result_figures, write_json, write_output
+from .reporting import finish, logs_from_workers, result_figures
+from .workdir import work_dir_for
 from .spill import Entry
 
 log = logging.getLogger(__name__)
@@ -55,24 +56,26 @@ def reduce_command(args: argparse.Namespace) -> int:
     job = load_job(args.job, require_map=False)
     partials = [open_partial(path) for path in args.partials]
     check_compatible(partials, job.source_hash)
-    work_dir = args.work_dir or default_work_dir()
-    destination = Destination.parse(args.output, work_dir, lambda: s3_settings(args))
+    work_dir = work_dir_for(args.work_dir)
+    protected = [Protected("the job script", job.path)] + [Protected("a partial result", p.path) for p in partials]
+    destination = Destination.parse(args.output, work_dir, lambda: s3_settings(args), protected)
     options = RunOptions(num_mappers=os.cpu_count() or 1, num_reducers=args.num_reducers, work_dir=work_dir,
                          reducer_cmd=args.reducer_cmd)
     started = time.time()
-    result, warnings = reduce_partials(job, partials, options, destination.local)
-    if destination.local != "-":
-        write_json(destination.local + META_SUFFIX, describe_reduce(job, partials, result, warnings, started))
+    result, warnings = reduce_partials(job, partials, options, destination)
+    destination.write_sidecar(describe_reduce(job, partials, result, warnings, started))
     destination.publish()
-    return finish(result, warnings, [f"partials:     {len(partials)} ({', '.join(machines(partials))})"])
+    return finish(result, warnings, [f"partials:     {len(partials)} ({', '.join(machines(partials))})"],
+                  quiet=args.quiet)
 
 
-def reduce_partials(job: Job, partials: list[Partial], options: RunOptions, output: str) -> tuple[RunResult, list[str]]:
-    """Merge and reduce ``partials`` into ``output``; the result counts what every machine read."""
+def reduce_partials(job: Job, partials: list[Partial], options: RunOptions,
+                    destination: Destination) -> tuple[RunResult, list[str]]:
+    """Merge and reduce ``partials`` into ``destination``; the result counts what every machine read."""
     if not partials:
         raise JobLoadError("no partial results to reduce")
     with logs_from_workers():
-        result = write_output(output, lambda out: reduce_entries(job, _merged(partials), options, out))
+        result = destination.write(lambda out: reduce_entries(job, _merged(partials), options, out))
     warnings = []
     for partial in partials:
         header = partial.header

@@ -19,7 +19,7 @@ from .job import Job
 from .lifecycle import Interrupted
 from .mapper import job_traceback
 from .keys import order_key
-from .spill import grouped, merge_runs, write_run
+from .spill import DamagedRunError, grouped, merge_runs, write_run
 from .streaming import Pipe, StreamingFailure, key_value_lines
 
 
@@ -84,6 +84,8 @@ def reduce_partition(job: Job, work_dir: str, spill_dir: str, partition: int,
         report.failure = ("reducer command", *failure.args)
     except OSError as e:  # the job's own errors are ReduceFailed: this is the work dir's
         report.work_dir_problem = str(WorkDirFailed(work_dir, e))
+    except DamagedRunError as e:
+        report.work_dir_problem = str(e)
     report.counters = context.counters
     return report
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-import tempfile
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence, TextIO
+from typing import Iterator, Sequence
 
 import multiprocessing_logging
 
@@ -71,28 +69,6 @@ class _SkipWakeUp(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.msg != _WAKE_UP:
             self.target.emit(record)
-
-
-def write_output(output: str, produce: Callable[[TextIO], RunResult]) -> RunResult:
-    """Run ``produce`` writing to ``output`` (``-``: stdout) through a temporary name, renamed on success."""
-    if output == "-":
-        return produce(sys.stdout)
-    directory = os.path.dirname(os.path.abspath(output))
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(output)}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            result = produce(f)
-        os.replace(temporary, output)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return result
-
-
-def write_json(path: str, document: dict) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(document, f, indent=2)
-        f.write("\n")
 
 
 def result_figures(result: RunResult) -> dict:

@@ -33,6 +33,14 @@ def default_work_dir() -> str:
                        private=True)
 
 
+def work_dir_for(given: str | None) -> str:
+    """The work dir to use: ``-w DIR`` as given (it must take files), or the default one."""
+    if given is None:
+        return default_work_dir()
+    check_writable(given, "work dir")
+    return given
+
+
 def trusted_dir(path: str, what: str, private: bool = False) -> str:
     """``path``, created (mode 0700) if missing; JobLoadError unless it is a real directory of this user's
     that no one else can write to (nor read, if ``private``), and that this user can write to."""

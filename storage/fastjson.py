@@ -8,7 +8,8 @@ float (1e400), lone surrogate escapes ("\\ud800") and, when dumping, integers
 beyond 64 bits: those take the standard library's path rather than failing.
 On exactly those documents and values simplejson, C speedups active, was
 slower than the standard library (1.7 ms to parse, 1.6 ms to dump), so it is
-not used.
+not used there; it is used for indented output, where it is the faster of the
+two (``dumps_indented``).
 
 Every path reads JSON text as UTF-8 and nests at most MAX_NESTING deep (orjson's
 limit), so whether a document is accepted does not depend on which parser
@@ -114,3 +115,18 @@ def dumps(value: Any) -> bytes:
         return orjson.dumps(value, option=_OPTIONS)
     except orjson.JSONEncodeError:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def dumps_indented(value: Any) -> str:
+    """JSON indented by two spaces, for records people open (a run's sidecar).
+
+    orjson, else simplejson: for indented output the standard library falls
+    back to its pure-Python encoder, while simplejson's C encoder indents too
+    (a sidecar listing 20,000 inputs: orjson 3 ms, simplejson 75 ms, json
+    160 ms). simplejson is imported only then, keeping 9 ms off every start.
+    """
+    try:
+        return orjson.dumps(value, option=_OPTIONS | orjson.OPT_INDENT_2).decode()
+    except orjson.JSONEncodeError:  # integers beyond 64 bits
+        import simplejson
+        return simplejson.dumps(value, indent=2, ensure_ascii=False, allow_nan=True)

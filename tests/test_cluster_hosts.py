@@ -109,12 +109,13 @@ def test_a_hosts_file_that_is_not_utf8_is_one_line_exit_2(tmp_path, recording_ss
     assert not record.exists()
 
 
-@pytest.mark.parametrize("remote_mr", ["'unterminated", "  "])
-def test_a_remote_mr_that_is_no_command_line_is_one_line_exit_2(tmp_path, recording_ssh, remote_mr):
+@pytest.mark.parametrize("option, value", [("--remote-mr", "'unterminated"), ("--remote-mr", "  "),
+                                           ("--remote-args", "'unterminated"), ("--remote-args", '-m "2')])
+def test_a_remote_command_line_that_does_not_split_is_one_line_exit_2(tmp_path, recording_ssh, option, value):
     env, record = recording_ssh
     result = run_mr("cluster", "run", str(JOBS / "no_combine.py"), "--hosts", str(hosts_file(tmp_path, "host")),
-                    "--remote-mr", remote_mr, env=env)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--remote-mr" in result.stderr
+                    option, value, env=env)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and option in result.stderr
     assert not record.exists()
 
 
@@ -171,6 +172,15 @@ def test_remote_mr_words_reach_the_host_literally(sshd, data, tmp_path):
                     "--output", str(tmp_path / "out.txt"))
     assert not pwned.exists()
     assert result.returncode == 1 and "invalid choice: ';'" in result.stderr, result.stderr  # a word, not a shell ;
+
+
+def test_cluster_check_passes_remote_mr_words_literally_too(sshd, data, tmp_path):
+    pwned = tmp_path / "pwned"
+    hosts = hosts_file(tmp_path, f"{sshd.target} {data}")
+    result = run_mr("cluster", "check", "--hosts", str(hosts), "--ssh-config", str(sshd.config),
+                    "--remote-mr", f"{REMOTE_MR} ; touch {pwned} ;")
+    assert not pwned.exists()
+    assert result.returncode == 1 and "PROBLEM" in result.stdout
 
 
 # -- a real sshd over IPv6 -----------------------------------------------------------------

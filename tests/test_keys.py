@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from mapreduce.keys import order_key
 

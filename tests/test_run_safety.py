@@ -3,6 +3,7 @@ survive a failed job, full and foreign work dirs, killed runs, and job code that
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from storage import LayoutWriter, Schema, find_files
+from storage.fastjson import dumps_indented
 
 from .conftest import JOBS, ROOT, SHIPPED, mr_run, one_line_error, run_mr, tsv, wait_for
 
@@ -320,7 +322,27 @@ def test_a_sample_says_how_many_files_it_took_and_why(data, tmp_path):
 
 
 def _pings_in_sample(tmp_path: Path) -> int:
-    import json
     meta = json.loads((tmp_path / "out.txt.meta.json").read_text())
     assert meta["sample"]["taken"] == len(meta["inputs"])
     return meta["records"]
+
+
+def test_a_value_with_a_set_nested_inside_is_the_jobs_error(data, tmp_path):
+    result, _ = mr_run(JOBS / "writes_a_nested_set.py", data, tmp_path)
+    assert result.returncode == 1
+    assert "map() raised NotPlainData: wrote a value containing a set for key 'channels'" in result.stderr
+    assert "Traceback" not in result.stderr and "retrying" not in result.stderr
+
+
+def test_a_damaged_spill_run_is_one_line_with_several_reducers(data, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    result, _ = mr_run(JOBS / "damages_its_spills.py", data, tmp_path, "-m", "1", "-r", "3", "-w", str(work))
+    assert result.returncode == 1
+    assert "is damaged (" in one_line_error(result.stderr)
+
+
+def test_the_sidecar_is_indented_json_even_with_integers_beyond_64_bits(tmp_path):
+    document = {"counters": {"big": 2 ** 70, "small": 1}, "inputs": [{"path": "é", "bytes": 3}]}
+    assert dumps_indented(document) == json.dumps(document, indent=2, ensure_ascii=False)
+    assert dumps_indented({"small": 1}) == json.dumps({"small": 1}, indent=2)

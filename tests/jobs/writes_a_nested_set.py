@@ -1,0 +1,2 @@
+def map(key, dims, value, context):
+    context.write("channels", (dims[2], {dims[2]}))

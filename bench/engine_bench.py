@@ -18,50 +18,38 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+import orjson
+
+from measure import DATA, MR, ROOT, generated_data, mr_environment, parallel_xz, split, stored_files, warm_up
+
 sys.path.insert(0, ROOT)
 
-import orjson  # noqa: E402
-
-from converter.synthetic import generate  # noqa: E402
-from storage import RecordReader, find_files  # noqa: E402
+from storage import RecordReader  # noqa: E402
 from storage.allocator import keep_freed_memory  # noqa: E402
-from storage.commands import format_bytes  # noqa: E402
-
-MR = [sys.executable, os.path.join(ROOT, "bin", "mr")]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pings", type=int, default=25000, help="default: 25,000 (about 1.05 GB)")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--data", default=os.path.join(ROOT, "bench", "out", "engine-data"),
-                        help="where the generated data is kept between runs")
+    parser.add_argument("--data", default=DATA, help="where the generated data is kept between runs (as DATA-PINGS)")
     args = parser.parse_args()
     keep_freed_memory()
 
-    data = f"{args.data}-{args.pings}"
-    if not os.path.isdir(data):
-        print(f"generating {args.pings:,} pings into {data} (once) ...", flush=True)
-        partial = data + ".partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        written = generate(partial, args.pings, seed=42, workers=args.cores)
-        os.rename(partial, data)
-        print(f"  {format_bytes(written)} uncompressed")
-    files = [f.path for f in find_files(data)]
+    data = generated_data(args.pings, args.cores, args.data)
+    files = stored_files(data)
     compressed = sum(os.path.getsize(f) for f in files)
-    print(f"{len(files)} files, {format_bytes(compressed)} compressed, {args.cores} cores\n")
+    print(f"{len(files)} files, {compressed / 1e6:.1f} MB compressed, {args.cores} cores\n")
+    warm_up(files)
 
     halves = split(files, args.cores)
     rows = []
-    xz = best_of(3, lambda: parallel_commands(["xz --format=lzma -dc " + " ".join(h) + " > /dev/null"
-                                               for h in halves]))
+    xz = best_of(3, lambda: parallel_xz(files, args.cores))
     rows.append(("floor: parallel xz -dc", xz, None, None))
     parse, records, raw = best_of(3, lambda: parallel_parse(halves), with_result=True)
     rows.append(("floor: decompress + orjson parse", parse, None, None))
@@ -75,7 +63,7 @@ def main() -> int:
                       "--sample", "0.1"])
     large = peak_rss(["run", os.path.join(ROOT, "jobs", "histogram_aggregation.py"), "-d", data])
 
-    print(f"{records:,} pings, {format_bytes(raw)} uncompressed\n")
+    print(f"{records:,} pings, {raw / 1e6:.1f} MB uncompressed\n")
     print(f"{'':<38}{'seconds':>9}{'pings/s':>10}{'MB/s':>8}{'ratio':>8}{'target':>8}")
     for name, seconds, ratio, target in rows:
         line = f"{name:<38}{seconds:>9.2f}{records / seconds:>10,.0f}{raw / seconds / 1e6:>8.0f}"
@@ -85,22 +73,6 @@ def main() -> int:
     print(f"\npeak RSS, histogram aggregation: {small / 1024:.0f} MB on a 10% sample, "
           f"{large / 1024:.0f} MB on all data ({large / small:.2f}x for ~10x the data)")
     return 0
-
-
-def split(files: list[str], parts: int) -> list[list[str]]:
-    """Files spread over ``parts`` by size, largest first (as the engine's queue does)."""
-    loads = [[0, []] for _ in range(parts)]
-    for path in sorted(files, key=os.path.getsize, reverse=True):
-        smallest = min(loads, key=lambda load: load[0])
-        smallest[0] += os.path.getsize(path)
-        smallest[1].append(path)
-    return [paths for _, paths in loads if paths]
-
-
-def parallel_commands(commands: list[str]) -> None:
-    processes = [subprocess.Popen(command, shell=True) for command in commands]
-    if any(p.wait() for p in processes):
-        raise SystemExit("a floor command failed")
 
 
 def parse_files(paths: list[str]) -> tuple[int, int]:
@@ -123,7 +95,7 @@ def parallel_parse(halves: list[list[str]]) -> tuple[int, int]:
 
 def run_job(job: str, data: str, cores: int) -> None:
     subprocess.run(MR + ["run", os.path.join(ROOT, "jobs", job), "-d", data, "-m", str(cores), "-o", "-"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=mr_environment())
 
 
 def peak_rss(arguments: list[str]) -> int:
@@ -131,7 +103,7 @@ def peak_rss(arguments: list[str]) -> int:
              "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     return int(subprocess.run([sys.executable, "-c", probe, *MR, *arguments], capture_output=True, text=True,
-                              check=True).stdout)
+                              check=True, env=mr_environment()).stdout)
 
 
 def best_of(times: int, function, with_result: bool = False):
